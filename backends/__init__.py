@@ -1,0 +1,51 @@
+"""One registry of array backends: `get_backend("python")`, `get_backend("jax")`.
+
+A backend is a `backends.contract.Backend`; registering one makes the contract test
+suite (tests/test_backend_contract.py) run against it.
+"""
+import importlib
+
+from .contract import Backend, ContractError, PRIMITIVES
+
+# name -> "module:Class", imported on first use so that `python` never needs jax installed
+_REGISTRY = {
+    "python": "backends.python_backend:PythonBackend",
+    "meta": "backends.meta_backend:MetaBackend",
+}
+_INSTANCES = {}
+
+
+def register_backend(name, target):
+    """Register a backend class (or "module:Class" path) under `name`."""
+    _REGISTRY[name] = target
+    _INSTANCES.pop(name, None)
+
+
+def available_backends():
+    return sorted(_REGISTRY)
+
+
+def get_backend(name="python", **options):
+    """The backend registered as `name` (one shared instance unless options are given)."""
+    if isinstance(name, Backend):
+        return name
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(available_backends())}")
+    if name in _INSTANCES and not options:
+        return _INSTANCES[name]
+    target = _REGISTRY[name]
+    if isinstance(target, str):
+        module, _, cls = target.partition(":")
+        try:
+            target = getattr(importlib.import_module(module), cls)
+        except ImportError as e:
+            raise ImportError(f"backend {name!r} needs a package that is not installed ({e.name}); "
+                              f"install it with: pip install -e '.[{name}]'") from None
+    backend = target(**options)
+    if not options:
+        _INSTANCES[name] = backend
+    return backend
+
+
+__all__ = ["Backend", "ContractError", "PRIMITIVES", "get_backend", "register_backend",
+           "available_backends"]
