@@ -10,6 +10,7 @@ from .contract import Backend, ContractError, PRIMITIVES
 # name -> "module:Class", imported on first use so that `python` never needs jax installed
 _REGISTRY = {
     "python": "backends.python_backend:PythonBackend",
+    "jax": "backends.jax_backend:JaxBackend",
     "meta": "backends.meta_backend:MetaBackend",
 }
 _INSTANCES = {}

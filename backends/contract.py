@@ -23,7 +23,7 @@ class ContractError(ValueError):
 
 
 def _shape_str(shape):
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+    return str(tuple(shape))
 
 
 def _size(shape):
