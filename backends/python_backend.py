@@ -91,10 +91,11 @@ def _transpose_flat(data, rows, cols):
 def _matmul_flat(a, b, m, k, n):
     """(m, k) @ (k, n) on flat row-major lists.
 
-    Two loop orders give the same numbers; pick the one with fewer Python-level steps:
-    m*n dot products of length k, or m*k row updates ("axpy") of length n.
+    Two loop orders give the same numbers. Dot products of rows with columns win in
+    general (measured on B0's shapes); row updates ("axpy": out_row += a_ij * b_row) win
+    when the inner dimension is tiny, as in a weight gradient over a batch of one.
     """
-    if n <= k:
+    if k > 4:
         cols = [b[j::n] for j in range(n)]
         out = []
         for i in range(0, m * k, k):
@@ -104,10 +105,9 @@ def _matmul_flat(a, b, m, k, n):
     b_rows = [b[j * n:(j + 1) * n] for j in range(k)]
     out = []
     for i in range(0, m * k, k):
-        acc = [0.0] * n
-        for a_ij, b_row in zip(a[i:i + k], b_rows):
-            if a_ij:
-                acc = list(map(operator.add, acc, map(a_ij.__mul__, b_row)))
+        acc = list(map(a[i].__mul__, b_rows[0]))
+        for a_ij, b_row in zip(a[i + 1:i + k], b_rows[1:]):
+            acc = list(map(operator.add, acc, map(a_ij.__mul__, b_row)))
         out += acc
     return out
 
@@ -255,11 +255,21 @@ class PythonBackend(Backend):
 
     # ----------------------------------------------------------------- reductions
     def _reduce(self, x, axes, fn):
-        kept = [i for i in range(len(x.shape)) if i not in axes]
-        data = self._permute(x, kept + list(axes)).data  # reduced axes last, contiguous
-        m = _size([x.shape[a] for a in axes])
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-        return PyArray([fn(data[i:i + m]) for i in range(0, len(data), m)], shape, x.dtype)
+        if list(axes) != list(range(axes[0], axes[-1] + 1)):  # not contiguous: move them last
+            kept = [i for i in range(len(x.shape)) if i not in axes]
+            x = self._permute(x, kept + list(axes))
+            axes = tuple(range(len(kept), len(x.shape)))
+        # View the data as (outer, reduced, inner): each output sums a strided run.
+        outer = _size(x.shape[:axes[0]])
+        m = _size([x.shape[a] for a in axes])
+        inner = _size(x.shape[axes[-1] + 1:])
+        data, step = x.data, m * inner
+        if inner == 1:
+            out = [fn(data[i:i + m]) for i in range(0, len(data), m)]
+        else:
+            out = [fn(data[o * step + i:(o + 1) * step:inner]) for o in range(outer) for i in range(inner)]
+        return PyArray(out, shape, x.dtype)
 
     def _sum(self, x, axes):
         return self._reduce(x, axes, sum)
@@ -275,13 +285,32 @@ class PythonBackend(Backend):
         shape = tuple(x.shape[a] for a in order)
         if list(order) == sorted(order):
             return PyArray(x.data, shape, x.dtype)
+        rank = len(order)
+        if rank >= 2 and list(order) == list(range(rank - 2)) + [rank - 1, rank - 2]:
+            rows, cols = x.shape[-2:]
+            out = []
+            for i in range(0, len(x.data), rows * cols):  # a batch of matrix transposes
+                out += _transpose_flat(x.data[i:i + rows * cols], rows, cols)
+            return PyArray(out, shape, x.dtype)
         strides = _strides(x.shape)
         index = _gather_index(shape, [strides[a] for a in order])
         return PyArray(list(map(x.data.__getitem__, index)), shape, x.dtype)
 
     def _expand(self, x, shape):
-        strides = [0 if s != d else st for s, d, st in zip(x.shape, shape, _strides(x.shape))]
-        return PyArray(list(map(x.data.__getitem__, _gather_index(shape, strides))), shape, x.dtype)
+        # From the innermost axis out, repeat each block along every axis that grows.
+        data, block = x.data, 1
+        for axis in reversed(range(len(shape))):
+            n = shape[axis]
+            if x.shape[axis] != n:
+                if block == 1:
+                    data = [v for v in data for _ in range(n)]
+                else:
+                    out = []
+                    for start in range(0, len(data), block):
+                        out += data[start:start + block] * n
+                    data = out
+            block *= n
+        return PyArray(data, shape, x.dtype)
 
     def _pad(self, x, pads, value):
         shape = tuple(d + lo + hi for d, (lo, hi) in zip(x.shape, pads))

@@ -1,0 +1,236 @@
+"""The JAX backend: every primitive is one or two jax.numpy / jax.lax calls.
+
+Everything except `to_flat` traces under `jax.jit`: shapes and dtypes come from the
+arguments' static metadata, never from values, so the Tensor tape built at trace time
+becomes one XLA program.
+
+The two backward convolutions are written out as `lax.conv_general_dilated` calls (project
+rule: our autograd computes gradients; jax's autodiff appears only in tests). They are the
+same HLO that jax's own conv transpose rules emit (flipped kernel + lhs_dilation for dx,
+batch/feature-swapped dimension numbers + batch_group_count for dw), so XLA's pattern
+matchers (cuDNN backward-data / backward-filter, TPU conv emitters) see the shapes they
+know, and no physical weight transposes are added: channel swaps go into the dimension
+numbers instead.
+
+No numpy in this module (the project is NumPy-free): host data comes in through
+`array.array` bytes and `jnp.frombuffer`.
+"""
+from array import array
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .contract import Backend, ContractError
+
+_DTYPES = {
+    "float32": jnp.float32,
+    "bfloat16": jnp.bfloat16,
+    "float16": jnp.float16,
+    "float64": jnp.float64,
+    "int32": jnp.int32,
+}
+# How host numbers are packed for jnp.frombuffer; bf16/f16 go through float32 then cast
+# (array.array has no 16-bit float code).
+_PACK = {"float64": "d", "float32": "f", "bfloat16": "f", "float16": "f", "int32": "i"}
+_LOW_PRECISION = ("bfloat16", "float16")
+_COMPARE = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater,
+            "ge": jnp.greater_equal, "eq": jnp.equal, "ne": jnp.not_equal}
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    dtypes = ("float32", "bfloat16", "float16", "float64", "int32")
+    default_float = "float32"
+
+    def __init__(self, precision=None):
+        """`precision`: passed to every matmul and conv (None: jax's default, which on
+        GPU/TPU may use TF32 / bf16 passes for float32; "highest" for full float32)."""
+        self.precision = precision
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def dtype(self, x):
+        return str(x.dtype)
+
+    @staticmethod
+    def _jdt(dtype):
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            raise ContractError("float64 needs jax_enable_x64: call "
+                                "jax.config.update('jax_enable_x64', True) first")
+        return _DTYPES[dtype]
+
+    # ----------------------------------------------------------------- creation
+    def _from_flat(self, data, shape, dtype):
+        code = _PACK[dtype]
+        try:
+            packed = array(code, data)
+        except TypeError:  # floats into int32, or other number-like values
+            packed = array(code, map(int if code == "i" else float, data))
+        host = jnp.frombuffer(packed.tobytes(), _DTYPES["float32" if code == "f" else dtype])
+        return host.reshape(shape).astype(self._jdt(dtype))
+
+    def _to_flat(self, x):
+        if self.dtype(x) in _LOW_PRECISION:
+            x = x.astype(jnp.float32)  # tolist() of 16-bit floats gives numpy scalars
+        return x.reshape(-1).tolist()
+
+    def _full(self, shape, value, dtype):
+        return jnp.full(shape, value, self._jdt(dtype))
+
+    def _key(self, seed):
+        # jax.random.key keeps only the low 32 bits of a seed without x64 (all 64 with it):
+        # fold the other words, then their count and the sign, in, so that every Python int
+        # gets its own key, the same with or without x64.
+        if 0 <= seed < 2 ** 32:
+            return jax.random.key(seed)
+        words, rest = [], abs(seed)
+        while rest:
+            words.append(rest % 2 ** 32)
+            rest //= 2 ** 32
+        key = jax.random.key(words[0])
+        for word in words[1:] + [2 * len(words) + (seed < 0)]:
+            key = jax.random.fold_in(key, word)
+        return key
+
+    def _split_key(self, key, n):
+        keys = jax.random.split(key, n)
+        return [keys[i] for i in range(n)]
+
+    def _uniform(self, key, shape, low, high, dtype):
+        return jax.random.uniform(key, shape, self._jdt(dtype), minval=low, maxval=high)
+
+    def _normal(self, key, shape, dtype):
+        return jax.random.normal(key, shape, self._jdt(dtype))
+
+    def _astype(self, x, dtype):
+        return x.astype(self._jdt(dtype))
+
+    def _one_hot(self, labels, num_classes, dtype):
+        return jax.nn.one_hot(labels, num_classes, dtype=self._jdt(dtype))  # out of range: zero row
+
+    # ----------------------------------------------------------------- elementwise
+    def _neg(self, x):
+        return -x
+
+    def _exp(self, x):
+        return jnp.exp(x)
+
+    def _log(self, x):
+        return jnp.log(x)
+
+    def _sqrt(self, x):
+        return jnp.sqrt(x)
+
+    def _reciprocal(self, x):
+        return jnp.reciprocal(x)
+
+    def _sigmoid(self, x):
+        return jax.nn.sigmoid(x)
+
+    def _add(self, a, b):
+        return a + b
+
+    def _sub(self, a, b):
+        return a - b
+
+    def _mul(self, a, b):
+        return a * b
+
+    def _div(self, a, b):
+        return a / b
+
+    def _maximum(self, a, b):
+        return jnp.maximum(a, b)
+
+    def _compare(self, a, b, op):
+        return _COMPARE[op](a, b).astype(a.dtype)
+
+    def _where(self, cond, a, b):
+        return jnp.where(cond != 0, a, b)
+
+    # ----------------------------------------------------------------- reductions
+    def _sum(self, x, axes):
+        return jnp.sum(x, axis=axes, keepdims=True)
+
+    def _max(self, x, axes):
+        return jnp.max(x, axis=axes, keepdims=True)
+
+    # ----------------------------------------------------------------- movement
+    def _reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def _permute(self, x, order):
+        return jnp.transpose(x, order)
+
+    def _expand(self, x, shape):
+        return jnp.broadcast_to(x, shape)
+
+    def _pad(self, x, pads, value):
+        return lax.pad(x, jnp.asarray(value, x.dtype), [(lo, hi, 0) for lo, hi in pads])
+
+    def _slice(self, x, starts, stops):
+        return lax.slice(x, starts, stops)
+
+    # ----------------------------------------------------------------- processing
+    def _matmul(self, a, b):
+        if self.dtype(a) in _LOW_PRECISION:  # accumulate in float32, hand back the input dtype
+            return jnp.matmul(a, b, precision=self.precision,
+                              preferred_element_type=jnp.float32).astype(a.dtype)
+        return jnp.matmul(a, b, precision=self.precision)
+
+    # Convolutions keep the input dtype end to end (no preferred_element_type): GPU/TPU
+    # conv kernels accumulate 16-bit inputs in float32 already, and it is what jax's own
+    # conv VJP emits, so the backward convs stay on the same fast paths.
+
+    def _conv2d(self, x, w, stride, padding, groups):
+        return lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                        dimension_numbers=_NHWC, feature_group_count=groups,
+                                        precision=self.precision)
+
+    def _conv2d_grad_input(self, dy, w, x_shape, stride, padding, groups):
+        # dx = conv(dy dilated by the stride, kernel flipped in H and W, channels swapped
+        # within each group), stride 1. Pads: (k - 1 - lo, k - 1 - hi + skipped), where
+        # `skipped` are the trailing input rows the forward's stride never reached; they
+        # may be negative (padding larger than k - 1), which XLA crops.
+        _, h, wd, _ = x_shape
+        kh, kw, cin_g, cout = w.shape
+        _, oh, ow, _ = dy.shape
+        (top, bottom), (left, right) = padding
+        pads = ((kh - 1 - top, kh - 1 - bottom + (h + top + bottom - kh) - (oh - 1) * stride),
+                (kw - 1 - left, kw - 1 - right + (wd + left + right - kw) - (ow - 1) * stride))
+        wt = lax.rev(w, (0, 1))
+        if groups > 1 and cin_g > 1:
+            # Channel swap within groups: the transposed conv's output features must be
+            # group-major (g, ci) and its input features the group's cout_g. Move the
+            # group out of O into I: (kh, kw, cin_g, G, cout_g) -> (kh, kw, G, cin_g, cout_g).
+            cout_g = cout // groups
+            wt = wt.reshape(kh, kw, cin_g, groups, cout_g).transpose(0, 1, 3, 2, 4)
+        wt = wt.reshape(kh, kw, cin_g * groups, cout // groups)
+        # 'HWOI' reads axis 2 (the forward's input channels) as the output features and
+        # axis 3 as the input features: the in/out swap costs no transpose.
+        return lax.conv_general_dilated(dy, wt, (1, 1), pads, lhs_dilation=(stride, stride),
+                                        dimension_numbers=("NHWC", "HWOI", "NHWC"),
+                                        feature_group_count=groups, precision=self.precision)
+
+    def _conv2d_grad_weight(self, x, dy, w_shape, stride, padding, groups):
+        # dw[ky, kx, ci, o] = sum over (n, oy, ox) of xpad[n, oy*s + ky, ox*s + kx, ci] *
+        # dy[n, oy, ox, o]: a correlation of the padded input with the stride-dilated dy
+        # (rhs_dilation) in which the batch N is the contracted "feature" axis and the
+        # input channels are the "batch" ('CHWN'). Groups: batch_group_count splits x's
+        # channels and dy's channels into the same G blocks, giving (kh, kw, cin_g, cout)
+        # directly. The bottom/right pad drops the rows the stride skipped (possibly
+        # negative), so the result is exactly kh x kw.
+        _, h, wd, _ = x.shape
+        kh, kw, _, _ = w_shape
+        _, oh, ow, _ = dy.shape
+        (top, bottom), (left, right) = padding
+        pads = ((top, bottom - ((h + top + bottom - kh) - (oh - 1) * stride)),
+                (left, right - ((wd + left + right - kw) - (ow - 1) * stride)))
+        return lax.conv_general_dilated(x, dy, (1, 1), pads, rhs_dilation=(stride, stride),
+                                        dimension_numbers=("CHWN", "IHWO", "HWNC"),
+                                        batch_group_count=groups, precision=self.precision)
