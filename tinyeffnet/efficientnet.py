@@ -60,7 +60,7 @@ DROP_CONNECT_RATE = 0.2
 def canonical_variant(name):
     """'EfficientNet-B0-SEend@noskip', 'SEEND@NOSKIP', 'seend@noskip' -> 'seend@noskip'."""
     key = str(name).strip().lower()
-    for prefix in ("efficientnet-b0-", "efficienet-b0-", "efficientnet-b0", "b0-"):
+    for prefix in ("efficientnet-b0-", "efficiennet-b0-", "efficientnet-b0", "b0-"):
         if key.startswith(prefix):
             key = key[len(prefix):] or "base"
     if key in ("", "efficientnet-b0", "b0"):

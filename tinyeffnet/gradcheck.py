@@ -5,8 +5,9 @@
 Two ways to use it:
 - `check_elementwise`: one pair of forward passes per input element; a failure points at
   the exact input and index. For small tensors.
-- `check_projection`: a random direction v per input and one pair of forward passes in
-  all: compares sum(grad * v) with the directional difference quotient. For big graphs.
+- `check_projection`: one random unit direction v over all inputs and one pair of forward
+  passes in all: compares sum(grad * v) with the directional difference quotient. For
+  big graphs.
 
 The error of a comparison is |analytic - numeric| / max(|analytic|, |numeric|, floor):
 relative where gradients are large, absolute (scaled by `floor`) where they are near 0,
@@ -91,6 +92,9 @@ def check_projection(f, inputs, eps=1e-5, tol=1e-6, floor=1e-3, seed=0):
     rng = random.Random(seed)
     directions = [[rng.uniform(-1.0, 1.0) for _ in range(t.size)] if t.requires_grad else None
                   for t in inputs]
+    # A unit direction makes eps the length of the step, however many inputs there are.
+    norm = sum(d * d for v in directions if v for d in v) ** 0.5
+    directions = [[d / norm for d in v] if v else None for v in directions]
 
     def at(scale):
         args = [_with(t, [x + scale * d for x, d in zip(t.backend.to_flat(t.data), v)]) if v else t

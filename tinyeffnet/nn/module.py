@@ -116,7 +116,8 @@ class Module:
     def bind(self, params=None, buffers=None):
         """Run the module with given arrays in its parameter and buffer slots.
 
-        Yields {name: fresh leaf Tensor} for the parameters, whose .grad a backward fills.
+        Yields {name: leaf Tensor} for the parameters, whose .grad a backward fills: a fresh
+        leaf for each array given, or the Tensor itself where a Tensor is given.
         On exit the module's own arrays are put back, so a pure function (as jax.jit
         needs) can read the updated buffers inside the block and return them.
         """
@@ -128,7 +129,8 @@ class Module:
                     full = f"{path}.{name}" if path else name
                     if params is not None and full in params:
                         saved[(id(module), "p", name)] = (module, p)
-                        leaf = Tensor(params[full], p.backend, requires_grad=True)
+                        value = params[full]
+                        leaf = value if isinstance(value, Tensor) else Tensor(value, p.backend, requires_grad=True)
                         module._parameters[name] = leaf
                         leaves[full] = leaf
                 for name, b in list(module._buffers.items()):
