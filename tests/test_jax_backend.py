@@ -47,20 +47,31 @@ def jb():
     return get_backend("jax")
 
 
+def _data(shape, seed, lo=-1.0, hi=1.0):
+    rng = random.Random(seed)
+    return [rng.uniform(lo, hi) for _ in range(math.prod(shape))]
+
+
 def rand(shape, seed, dtype=F64):
-    return jax.random.uniform(jax.random.key(seed), shape, jnp.dtype(dtype), -1.0, 1.0)
+    # Python numbers through from_flat: no per-shape XLA compile, unlike jax.random.
+    return get_backend("jax").from_flat(_data(shape, seed), shape, dtype)
+
+
+def _values(x):
+    return jnp.asarray(x).astype(jnp.float64).reshape(-1).tolist()
 
 
 def assert_close(got, want, tol):
-    """max |got - want| <= tol * max(1, max |want|), NaNs in the same places."""
-    got, want = jnp.asarray(got, jnp.float64), jnp.asarray(want, jnp.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert bool(jnp.all(jnp.isnan(got) == jnp.isnan(want)))
-    fin = ~jnp.isnan(want)
-    assert bool(jnp.all(jnp.where(jnp.isinf(want), got == want, True))), "inf mismatch"
-    finite = fin & ~jnp.isinf(want)
-    err = float(jnp.max(jnp.where(finite, jnp.abs(got - want), 0.0), initial=0.0))
-    scale = max(1.0, float(jnp.max(jnp.where(finite, jnp.abs(want), 0.0), initial=0.0)))
+    """max |got - want| <= tol * max(1, max |want|); nan and inf in the same places.
+    Plain Python on host copies: eager jnp reductions would compile once per shape."""
+    assert tuple(got.shape) == tuple(want.shape), (got.shape, want.shape)
+    got, want = _values(got), _values(want)
+    finite = [(u, v) for u, v in zip(got, want) if math.isfinite(v)]
+    odd = [(i, u, v) for i, (u, v) in enumerate(zip(got, want))
+           if not math.isfinite(v) and not (u == v or (math.isnan(u) and math.isnan(v)))]
+    assert not odd, f"non-finite mismatch (index, got, want): {odd[:5]}"
+    err = max((abs(u - v) for u, v in finite), default=0.0)
+    scale = max([1.0] + [abs(v) for _, v in finite])
     assert err <= tol * scale, f"max error {err:.3g} > {tol:.1g} x {scale:.3g}"
 
 
@@ -166,11 +177,6 @@ def test_every_primitive_is_exercised_by_the_jit_program(jb):
 
 
 # ----------------------------------------------------------------------------- parity
-def _data(shape, seed, lo=-1.0, hi=1.0):
-    rng = random.Random(seed)
-    return [rng.uniform(lo, hi) for _ in range(math.prod(shape))]
-
-
 EDGE = [1000.0, -1000.0, 0.0, -0.0, -1.0, 1e-300, float("inf"), float("-inf"), float("nan"),
         2.5, -3.75, 40.0]
 
@@ -320,3 +326,27 @@ def test_module_is_numpy_free():
     assert "import numpy" not in src and "from numpy" not in src
     for banned in ("jax.vjp", "jax.grad", "linear_transpose"):
         assert banned not in src, f"{banned} in project code (jax's autodiff is for tests only)"
+
+
+@pytest.mark.parametrize("taps", [True, False])
+def test_depthwise_by_taps_and_by_conv_ops_agree(taps):
+    """The CPU path (sum over kernel taps) and the accelerator path (conv ops) are both exact."""
+    from backends.jax_backend import JaxBackend
+    from test_backend_contract import CONV_CASES, ref_conv, rand
+    b = JaxBackend(depthwise_taps=taps)
+    for xs, k, stride, padding, groups, co in CONV_CASES:
+        if groups != xs[3] or co != xs[3]:
+            continue
+        ws = (k, k, 1, co)
+        xd, wd = rand(xs, 1), rand(ws, 2)
+        x, w = b.from_flat(xd, xs, "float64"), b.from_flat(wd, ws, "float64")
+        y = b.conv2d(x, w, stride, padding, groups)
+        want, ys = ref_conv(xd, xs, wd, ws, stride, padding, groups)
+        assert max(abs(u - v) for u, v in zip(b.to_flat(y), want)) < 1e-12
+        dy = b.from_flat(rand(ys, 3), ys, "float64")
+        py = get_backend("python")
+        pdy, pw, px = py.from_flat(rand(ys, 3), ys), py.from_flat(wd, ws), py.from_flat(xd, xs)
+        gx = b.to_flat(b.conv2d_grad_input(dy, w, xs, stride, padding, groups))
+        gw = b.to_flat(b.conv2d_grad_weight(x, dy, ws, stride, padding, groups))
+        assert max(abs(u - v) for u, v in zip(gx, py.to_flat(py.conv2d_grad_input(pdy, pw, xs, stride, padding, groups)))) < 1e-12
+        assert max(abs(u - v) for u, v in zip(gw, py.to_flat(py.conv2d_grad_weight(px, pdy, ws, stride, padding, groups)))) < 1e-12

@@ -109,7 +109,7 @@ class BlockSpec:
         return self.stride == 1 and self.in_channels == self.out_channels
 
 
-def block_specs(variant="base", model="b0", width=None, depth=None):
+def block_specs(variant="base", model="b0", width=None, depth=None, drop_connect=DROP_CONNECT_RATE):
     """The MBConv blocks of a model, in order, with each block's SE position.
 
     `width` / `depth` override the model's multipliers (tiny networks for tests and lessons).
@@ -130,7 +130,7 @@ def block_specs(variant="base", model="b0", width=None, depth=None):
         skip = s == 1 and cin == cout
         changed = which == "all" or (which == "hasskip") == skip
         specs.append(BlockSpec(stage, cin, cout, e, k, s, position if changed else "dw",
-                               DROP_CONNECT_RATE * index / len(raw)))
+                               drop_connect * index / len(raw)))
     return specs
 
 
@@ -185,7 +185,8 @@ class EfficientNet(Module):
     """
 
     def __init__(self, variant="base", model="b0", num_classes=1000, bn_momentum=0.99, bn_eps=1e-3,
-                 dropout=None, width=None, depth=None, backend=None, dtype=None):
+                 dropout=None, drop_connect=DROP_CONNECT_RATE, width=None, depth=None, backend=None,
+                 dtype=None):
         super().__init__()
         backend = get_backend(backend or "python")
         self.variant, self.model_name = canonical_variant(variant), canonical_model(model)
@@ -196,7 +197,7 @@ class EfficientNet(Module):
         width = model_width if width is None else width
         kw = dict(backend=backend, dtype=dtype)
         bn = dict(momentum=bn_momentum, eps=bn_eps, **kw)
-        self.specs = block_specs(self.variant, self.model_name, width, depth)
+        self.specs = block_specs(self.variant, self.model_name, width, depth, drop_connect)
         stem, head = round_filters(STEM_CHANNELS, width), round_filters(HEAD_CHANNELS, width)
         self.stem_conv = Conv2d(3, stem, 3, stride=2, **kw)
         self.stem_bn = BatchNorm2d(stem, **bn)

@@ -1,0 +1,368 @@
+"""The one checkpoint format: a safetensors file per step, with the training state as JSON.
+
+    DIR/step-00001234.safetensors   named tensors ("params/...", "buffers/...", "ema/...",
+                                    "opt/...") + metadata {"tinyeffnet": "<json state>"}
+    DIR/best.safetensors            relative symlink to the best step file so far
+    DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
+
+No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, built with
+`array.array` on the python backend and `x.tobytes()` / `jnp.frombuffer` on jax.
+
+Pinned to safetensors 0.8: `serialize({name: TensorSpec(dtype, shape, data_ptr, data_len)},
+metadata)` reads raw pointers (the caller keeps the buffers alive) and `deserialize(blob)`
+returns `[(name, {"dtype": "F32", "shape": [...], "data": bytearray})]`.
+
+Crash safety: a step file appears only by `os.replace` of a fully written, fsynced temp file;
+the best symlink is replaced the same way before any pruning, so a kill -9 at any moment
+leaves every visible name complete and `best.safetensors` pointing at a file that exists.
+"""
+import json
+import math
+import os
+import re
+import struct
+import sys
+import uuid
+from array import array
+
+import safetensors
+
+FORMAT_VERSION = 1
+META_KEY = "tinyeffnet"
+BEST_NAME = "best.safetensors"
+_STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
+_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+# our dtype name -> (array.array code, safetensors header dtype)
+_CODES = {"float32": ("f", "F32"), "float64": ("d", "F64"), "int32": ("i", "I32")}
+_FROM_HEADER = {header: name for name, (_, header) in _CODES.items()}
+_STORE_AS_FLOAT32 = ("bfloat16", "float16")  # array.array has no 16-bit floats
+
+# safetensors is little-endian and we hand it native buffers.
+assert sys.byteorder == "little", "tinyeffnet checkpoints assume a little-endian host"
+assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written, found or read; the message says which file and why."""
+
+
+def step_path(directory, step):
+    return os.path.join(directory, f"step-{int(step):08d}.safetensors")
+
+
+# --------------------------------------------------------------------- records
+def _is_jax(backend):
+    return getattr(backend, "name", None) == "jax"
+
+
+def to_record(backend, x):
+    """A backend array -> (dtype, shape, raw bytes); bfloat16/float16 are stored as float32."""
+    dtype, shape = backend.dtype(x), tuple(int(d) for d in backend.shape(x))
+    if dtype in _STORE_AS_FLOAT32:
+        x, dtype = backend.astype(x, "float32"), "float32"
+    if dtype not in _CODES:
+        raise CheckpointError(f"cannot store a {dtype} array of shape {shape} "
+                              f"(supported: {', '.join(_CODES)}; cast it with astype first)")
+    if _is_jax(backend):
+        try:
+            raw = x.tobytes()  # copies device -> host; works for any committed jax.Array
+        except Exception as e:  # a tracer inside jit, a deleted (donated) buffer, ...
+            raise CheckpointError(f"cannot read a {dtype} array of shape {shape} back from "
+                                  f"the device ({type(e).__name__}); save outside jit and "
+                                  "before donating the buffer") from None
+    else:
+        raw = array(_CODES[dtype][0], backend.to_flat(x)).tobytes()
+    return dtype, shape, raw
+
+
+def from_record(backend, record):
+    """(dtype, shape, raw bytes) -> a backend array, converting dtypes the backend lacks:
+    float32 loads into the python backend as float64, float64 into jax without x64 as float32."""
+    dtype, shape, raw = record
+    shape = tuple(int(d) for d in shape)
+    if dtype not in _CODES:
+        raise CheckpointError(f"unsupported tensor dtype {dtype!r} (supported: {', '.join(_CODES)})")
+    code = _CODES[dtype][0]
+    count = math.prod(shape)
+    if len(raw) != count * array(code).itemsize:
+        raise CheckpointError(f"{len(raw)} bytes cannot hold a {dtype} tensor of shape {shape}")
+    if dtype not in backend.dtypes:  # the python backend computes in float64 only
+        if dtype == "int32":
+            raise CheckpointError(f"the {backend.name} backend has no int32 arrays")
+        target = backend.default_float
+    else:
+        target = dtype
+    if _is_jax(backend):
+        import jax
+        import jax.numpy as jnp
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            # Narrow on the host: jnp.frombuffer would do it too, but with a warning per tensor.
+            wide = array("d")
+            wide.frombytes(raw)
+            raw, dtype = array("f", wide).tobytes(), "float32"
+        return jnp.frombuffer(raw, dtype).reshape(shape)
+    values = array(code)
+    values.frombytes(raw)
+    return backend.from_flat(values.tolist(), shape, target)
+
+
+# --------------------------------------------------------------------- reading
+def _unreadable(path, why):
+    return CheckpointError(f"{path} is not a readable tinyeffnet checkpoint ({why}); "
+                           "delete it or point at another checkpoint")
+
+
+def _header(path, blob=None):
+    """The safetensors JSON header (8-byte little-endian length, then JSON), read by hand
+    so that the state can be read without loading the tensors."""
+    try:
+        if blob is None:
+            with open(path, "rb") as f:
+                head = f.read(8)
+                size = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+                text = f.read(size) if size is not None and size < 100_000_000 else None
+        else:
+            size = struct.unpack("<Q", blob[:8])[0] if len(blob) >= 8 else None
+            text = blob[8:8 + size] if size is not None else None
+    except OSError as e:
+        raise _unreadable(path, e.strerror or type(e).__name__) from None
+    if size is None or text is None or len(text) != size:
+        raise _unreadable(path, "truncated or not a safetensors file")
+    try:
+        header = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise _unreadable(path, "its header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _unreadable(path, "its header is not a JSON object")
+    return header
+
+
+def _state_from_header(path, header):
+    meta = header.get("__metadata__") or {}
+    if META_KEY not in meta:
+        raise _unreadable(path, f"no {META_KEY!r} metadata: a safetensors file from elsewhere?")
+    try:
+        state = json.loads(meta[META_KEY])
+    except ValueError:
+        raise _unreadable(path, f"its {META_KEY!r} metadata is not valid JSON") from None
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if not isinstance(version, int):
+        raise _unreadable(path, "its state has no format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} uses checkpoint format {version} but this tinyeffnet reads "
+                              f"up to {FORMAT_VERSION}; upgrade tinyeffnet")
+    return state
+
+
+def checkpoint_state(path):
+    """The training state stored in a checkpoint, without reading its tensors."""
+    return _state_from_header(path, _header(path))
+
+
+def load_checkpoint(path, backend):
+    """(tensors, state) from a checkpoint file, or from a directory's best/latest one."""
+    path = resolve_checkpoint(path)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise _unreadable(path, e.strerror or type(e).__name__) from None
+    state = _state_from_header(path, _header(path, blob))
+    try:
+        entries = safetensors.deserialize(blob)
+    except Exception as e:  # SafetensorError: truncated, overlapping or uncovered data
+        raise _unreadable(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    tensors = {}
+    for name, entry in entries:
+        dtype = _FROM_HEADER.get(entry["dtype"])
+        if dtype is None:
+            raise _unreadable(path, f"tensor {name!r} has unsupported dtype {entry['dtype']}")
+        try:
+            tensors[name] = from_record(backend, (dtype, entry["shape"], entry["data"]))
+        except CheckpointError as e:
+            raise _unreadable(path, f"tensor {name!r}: {e}") from None
+    return tensors, state
+
+
+# --------------------------------------------------------------------- finding
+def _step_files(directory):
+    """{step: filename} of the complete step files; temp files never match."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {int(m.group(1)): name for name in names if (m := _STEP_RE.match(name))}
+
+
+def latest_checkpoint(directory):
+    """Path of the highest-step checkpoint in `directory`, or None."""
+    files = _step_files(directory)
+    return os.path.join(directory, files[max(files)]) if files else None
+
+
+def best_checkpoint(directory):
+    """Path of the step file that best.safetensors points at, or None (absent or dangling)."""
+    link = os.path.join(directory, BEST_NAME)
+    try:
+        target = os.path.join(directory, os.readlink(link))
+    except OSError:
+        return None
+    return target if os.path.isfile(target) else None
+
+
+def resolve_checkpoint(path, prefer="best"):
+    """A checkpoint file as is; a work dir (holding checkpoints/) or a checkpoints dir ->
+    its best checkpoint, else its latest (prefer="latest" for resuming: latest first)."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path} does not exist (give a checkpoint file, a checkpoints "
+                              "directory or a work directory that holds checkpoints/)")
+    sub = os.path.join(path, "checkpoints")
+    directory = sub if os.path.isdir(sub) else path
+    finders = [best_checkpoint, latest_checkpoint]
+    if prefer == "latest":
+        finders.reverse()
+    for find in finders:
+        found = find(directory)
+        if found:
+            return found
+    raise CheckpointError(f"no checkpoints in {directory} (expected step-*.safetensors; "
+                          "train first or give a checkpoint file)")
+
+
+# --------------------------------------------------------------------- writing
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_name(directory, final_name):
+    return os.path.join(directory, f".{final_name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _remove_stale_temps(directory):
+    """Delete temp files left by writers that died (a live writer's temp is in use)."""
+    for name in os.listdir(directory):
+        m = _TMP_RE.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+
+
+def _serialize(path, tensors, backend, meta):
+    specs, keep_alive = {}, []
+    for name, x in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise CheckpointError(f"cannot save {path}: bad tensor name {name!r} (use a non-empty "
+                                  "string such as 'params/stem.weight')")
+        try:
+            dtype, shape, raw = to_record(backend, x)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot save {path}: tensor {name!r}: {e}") from None
+        buf = array("B", raw)  # serialize takes raw pointers: hold every buffer until it returns
+        keep_alive.append(buf)
+        specs[name] = safetensors.TensorSpec(dtype=dtype, shape=list(shape),
+                                             data_ptr=buf.buffer_info()[0], data_len=len(raw))
+    return safetensors.serialize(specs, metadata=meta)
+
+
+def _metric_of(path):
+    """The best_metric recorded in a checkpoint, or None if absent or unreadable."""
+    try:
+        value = checkpoint_state(path).get("best_metric")
+    except CheckpointError:
+        return None
+    return value if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+def save_checkpoint(directory, step, tensors, backend, state, keep_last=3, best_metric=None,
+                    higher_is_better=True):
+    """Write DIR/step-NNNNNNNN.safetensors atomically, update best.safetensors, prune.
+
+    `state` must be JSON-serialisable (tuples come back as lists); `step`, `best_metric`
+    and `format_version` are added to it. `best_metric` (e.g. eval top-1) makes this step
+    the best when it beats the metric stored in the current best. `keep_last` newest step
+    files survive pruning (None keeps all); the best's target and the file just written
+    are never deleted. Returns the path written.
+    """
+    step = int(step)
+    if keep_last is not None and int(keep_last) < 1:
+        raise CheckpointError(f"keep_last={keep_last} would delete every checkpoint "
+                              "(use 1 or more, or None to keep all)")
+    if "step" in state and state["step"] != step:
+        raise CheckpointError(f"state says step {state['step']} but step={step} was passed "
+                              "(pass the same step to both)")
+    if best_metric is not None and not isinstance(best_metric, (int, float)):
+        raise CheckpointError(f"best_metric must be a number, got {best_metric!r}")
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    path = step_path(directory, step)
+    full_state = {**state, "format_version": FORMAT_VERSION, "step": step,
+                  "best_metric": best_metric, "higher_is_better": bool(higher_is_better)}
+    try:
+        meta = {META_KEY: json.dumps(full_state)}
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot save {path}: the state is not JSON-serialisable ({e}); "
+                              "store plain numbers, strings, lists and dicts") from None
+
+    # Read the current best before writing: the new file may replace the best's target.
+    best_path = best_checkpoint(directory)
+    best_value = _metric_of(best_path) if best_path else None
+
+    blob = _serialize(path, tensors, backend, meta)
+    tmp = _temp_name(directory, os.path.basename(path))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+    if best_metric is not None and not math.isnan(best_metric):
+        better = (best_value is None or os.path.abspath(best_path) == os.path.abspath(path)
+                  or (best_metric > best_value if higher_is_better else best_metric < best_value))
+        if better:
+            link_tmp = _temp_name(directory, BEST_NAME)
+            os.symlink(os.path.basename(path), link_tmp)  # relative: the dir can move
+            os.replace(link_tmp, os.path.join(directory, BEST_NAME))
+            _fsync_dir(directory)
+            best_path = path
+
+    if keep_last is not None:
+        files = _step_files(directory)
+        protected = {os.path.basename(path)}
+        if best_path:
+            protected.add(os.path.basename(best_path))
+        for s in sorted(files)[:-int(keep_last)]:
+            if files[s] not in protected:
+                try:
+                    os.unlink(os.path.join(directory, files[s]))
+                except FileNotFoundError:
+                    pass
+    _remove_stale_temps(directory)
+    return path

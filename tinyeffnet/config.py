@@ -1,0 +1,146 @@
+"""Training configuration: every value is a flag, and presets fill in what is not given.
+
+Presets (chosen from --data unless --preset is given):
+  imagenet  the paper's recipe (section IV-B): SGD + Nesterov 0.9, batch 2048, 350 epochs,
+            peak LR 0.4 x batch / 2048 after a 5-epoch linear warmup, cosine decay, weight
+            decay 1e-4, Xavier init, dropout 0.2, drop-connect 0.2, label smoothing 0.1,
+            BN momentum 0.99, 224x224.
+  default   the embedded Fashion-MNIST subset on a 2-core CPU in under 10 minutes. Short
+            runs are not long runs: with BN momentum 0.99 the moving statistics barely
+            leave their initial values in a few hundred steps and eval collapses to
+            chance, so this preset uses BN momentum 0.9 (the moving averages then follow
+            the batch statistics within ~50 steps).
+  tiny      the pure-Python backend's end-to-end run: a few steps of B0 on 32x32 images,
+            evaluated on a slice of the test split (minutes, not hours, in pure Python).
+"""
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+PRESETS = {
+    "imagenet": dict(epochs=350, batch_size=2048, image_size=224, lr=None, warmup_epochs=5.0,
+                     cosine_epochs=None, weight_decay=1e-4, label_smoothing=0.1, dropout=0.2,
+                     drop_connect=0.2, bn_momentum=0.99, eval_every=1, workers=8, log_every=50,
+                     checkpoint_every=1000, eval_examples=0, autoaugment=True, max_steps=0),
+    "default": dict(epochs=3, batch_size=128, image_size=32, lr=0.2, warmup_epochs=0.2,
+                    cosine_epochs=None, weight_decay=5e-5, label_smoothing=0.1, dropout=0.2,
+                    drop_connect=0.2, bn_momentum=0.9, eval_every=1, workers=1, log_every=10,
+                    checkpoint_every=200, eval_examples=0, autoaugment=False, max_steps=0),
+    "tiny": dict(epochs=1, batch_size=8, image_size=32, lr=0.05, warmup_epochs=0.0,
+                 cosine_epochs=None, weight_decay=5e-5, label_smoothing=0.1, dropout=0.2,
+                 drop_connect=0.2, bn_momentum=0.9, eval_every=1, workers=0, log_every=1,
+                 checkpoint_every=5, eval_examples=48, autoaugment=False, max_steps=12),
+}
+
+
+@dataclass
+class TrainConfig:
+    backend: str = field(default="jax", metadata=dict(help="array backend: jax (XLA: CPU, GPU, TPU) or python"))
+    variant: str = field(default="base", metadata=dict(
+        help="base, seend@noskip|hasskip|all or nose@noskip|hasskip|all (paper's spellings work too)"))
+    model: str = field(default="b0", metadata=dict(help="b0 .. b7, compound scaling"))
+    data: str = field(default="default", metadata=dict(
+        help="default (embedded Fashion-MNIST subset), fashion-mnist:DIR, imagenet:DIR or an ImageFolder DIR"))
+    preset: str = field(default=None, metadata=dict(
+        help="imagenet, default or tiny (default: imagenet for ImageNet data, tiny for --backend python, else default)"))
+    workdir: str = field(default=None, metadata=dict(help="output folder (default runs/<variant>-<time>)"))
+    resume: bool = field(default=False, metadata=dict(help="continue from the latest checkpoint in --workdir"))
+    epochs: int = field(default=None, metadata=dict(help="training epochs"))
+    max_steps: int = field(default=None, metadata=dict(help="stop after this many steps (0: no limit; for smoke runs)"))
+    batch_size: int = field(default=None, metadata=dict(help="global batch size (all devices and hosts)"))
+    image_size: int = field(default=None, metadata=dict(help="input resolution"))
+    lr: float = field(default=None, metadata=dict(
+        help="peak learning rate (imagenet preset: 0.4 x batch / 2048, the paper's linear scaling)"))
+    warmup_epochs: float = field(default=None, metadata=dict(help="linear warmup from 0, in epochs"))
+    cosine_epochs: float = field(default=None, metadata=dict(
+        help="cosine horizon T in epochs (default: --epochs; the paper writes 300 while training 350)"))
+    momentum: float = field(default=0.9, metadata=dict(help="Nesterov momentum"))
+    weight_decay: float = field(default=None, metadata=dict(
+        help="L2 weight decay on conv/dense kernels and biases, not on BN gamma/beta"))
+    label_smoothing: float = field(default=None, metadata=dict(help="label smoothing of the cross-entropy"))
+    dropout: float = field(default=None, metadata=dict(help="dropout before the FC layer"))
+    drop_connect: float = field(default=None, metadata=dict(help="stochastic-depth rate of the last block"))
+    bn_momentum: float = field(default=None, metadata=dict(help="batch-norm moving-average momentum"))
+    init: str = field(default="xavier", metadata=dict(help="xavier (the paper) or tf (official EfficientNet)"))
+    ema_decay: float = field(default=0.0, metadata=dict(
+        help="exponential moving average of weights, e.g. 0.9999, evaluated beside the raw weights (0: off)"))
+    dtype: str = field(default=None, metadata=dict(
+        help="compute dtype: float32 or bfloat16 (default: bfloat16 on GPU/TPU, float32 on CPU)"))
+    seed: int = field(default=0, metadata=dict(help="seed of init, data order, augmentation and dropout"))
+    autoaugment: bool = field(default=None, metadata=dict(help="AutoAugment ImageNet policy (ImageNet data)"))
+    workers: int = field(default=None, metadata=dict(help="data loader processes per host (0: in-process)"))
+    eval_every: int = field(default=None, metadata=dict(help="evaluate every N epochs (and at the end)"))
+    eval_examples: int = field(default=None, metadata=dict(help="evaluate on the first N eval images only (0: all)"))
+    log_every: int = field(default=None, metadata=dict(help="write a step record to metrics.jsonl every N steps"))
+    checkpoint_every: int = field(default=None, metadata=dict(help="save a checkpoint every N steps (and per epoch)"))
+    keep_checkpoints: int = field(default=3, metadata=dict(help="keep the newest N checkpoints (plus the best)"))
+    coordinator_address: str = field(default=None, metadata=dict(
+        help="multi-host: host:port of process 0 (on Cloud TPU, leave unset: detected)"))
+    num_processes: int = field(default=None, metadata=dict(help="multi-host: number of processes"))
+    process_id: int = field(default=None, metadata=dict(help="multi-host: this process's index"))
+
+    def resolved(self):
+        """A copy with the preset's values filled in wherever a flag was not given."""
+        preset = self.preset or self.default_preset()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        values = dataclasses.asdict(self)
+        values["preset"] = preset
+        for key, value in PRESETS[preset].items():
+            if values.get(key) is None:
+                values[key] = value
+        cfg = TrainConfig(**values)
+        if cfg.lr is None:
+            cfg.lr = 0.4 * cfg.batch_size / 2048
+        if cfg.cosine_epochs is None:
+            cfg.cosine_epochs = float(cfg.epochs)
+        return cfg
+
+    def default_preset(self):
+        if self.backend == "python":
+            return "tiny"
+        data = (self.data or "default").lower()
+        if data == "default" or data.startswith("fashion-mnist:"):
+            return "default"
+        return "imagenet"
+
+    def check(self):
+        """One clear error for a value no training could use."""
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.cosine_epochs <= 0 or self.warmup_epochs < 0:
+            raise ValueError("--lr and --cosine-epochs must be positive and --warmup-epochs not negative")
+        for name in ("label_smoothing", "dropout", "drop_connect", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise ValueError(f"--bn-momentum must be in [0, 1), got {self.bn_momentum}")
+        if self.dtype not in (None, "float32", "bfloat16", "float64"):
+            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype}")
+        return self
+
+
+def _flag_type(f):
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+    return kind
+
+
+def build_parser(prog="python -m tinyeffnet.train", description=None):
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _flag_type(f)
+        help_text = f.metadata.get("help", "")
+        if f.default is None and f.name in PRESETS["imagenet"]:
+            help_text += " [preset: " + ", ".join(f"{k} {v[f.name]}" for k, v in PRESETS.items()) + "]"
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            p.add_argument(flag, type=kind, default=f.default, help=help_text)
+    return p
+
+
+def config_from_args(args):
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

@@ -1,0 +1,36 @@
+"""Multi-host start-up: every process runs the same command; JAX's runtime connects them.
+
+- Flags: --coordinator-address HOST:PORT --num-processes N --process-id I (GPU hosts).
+- Environment: JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or a Cloud
+  TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers), where jax finds them itself.
+Nothing is done for a single process. After this, jax.process_index() says which shard of
+every global batch this process feeds, and only process 0 logs and writes checkpoints.
+"""
+import os
+
+
+def _wants_multi_host(coordinator_address, num_processes):
+    if coordinator_address or (num_processes or 1) > 1:
+        return True
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None):
+    if not _wants_multi_host(coordinator_address, num_processes):
+        return False
+    import jax
+    if coordinator_address and (num_processes is None or process_id is None):
+        raise ValueError("--coordinator-address needs --num-processes and --process-id as well")
+    kwargs = {}
+    if coordinator_address:
+        kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+    if jax.config.jax_platforms in (None, "", "cpu") and not os.environ.get("TPU_WORKER_HOSTNAMES"):
+        # CPU processes exchange collectives over TCP (gloo); GPUs and TPUs use their own links.
+        try:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except (AttributeError, ValueError):
+            pass
+    jax.distributed.initialize(**kwargs)
+    return True
