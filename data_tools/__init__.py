@@ -1,0 +1,14 @@
+"""Data pipeline of tinyeffnet: datasets, augmentation and a deterministic batch loader.
+
+    from data_tools import open_dataset, Loader
+    train = Loader(open_dataset("default", "train", image_size=32), batch_size=128, workers=2)
+    for images, labels, valid in train.batches(epoch=0):
+        ...
+
+No numpy anywhere: pixels travel as array('f') and are computed by Pillow's C code.
+"""
+from .errors import DataError, UnreadableImage
+from .loader import Batch, Loader
+from .spec import open_dataset
+
+__all__ = ["Batch", "DataError", "Loader", "UnreadableImage", "open_dataset"]

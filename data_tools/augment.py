@@ -1,0 +1,79 @@
+"""EfficientNet's train and eval image transforms (Pillow, seeded by a random.Random).
+
+Train: random resized crop (area 8%-100%, aspect 3/4-4/3 sampled log-uniformly, 10 tries,
+then the eval center crop as fallback, like TF EfficientNet's _decode_and_random_crop),
+bicubic resize to image_size, horizontal flip with p=0.5, optionally AutoAugment.
+Eval: center crop of image_size / (image_size + 32) of the short side, bicubic resize.
+Fashion-MNIST (28x28 gray, pre-resized once): flip + random translation in train, nothing
+in eval.
+"""
+import math
+
+from PIL import Image
+
+from .autoaugment import apply_autoaugment
+from .images import decode_crop
+
+CROP_AREA = (0.08, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
+CROP_TRIES = 10
+EVAL_CROP_PADDING = 32
+FLIP = Image.Transpose.FLIP_LEFT_RIGHT
+
+
+def center_crop_box(width, height, size):
+    """Square center crop of size / (size + 32) of the short side (TF EfficientNet eval)."""
+    side = int(size / (size + EVAL_CROP_PADDING) * min(width, height))
+    side = max(1, side)
+    # TF rounds the offset up ((d - side + 1) // 2); kept so crops match pixel for pixel.
+    left = (width - side + 1) // 2
+    top = (height - side + 1) // 2
+    return left, top, left + side, top + side
+
+
+def random_resized_crop_box(width, height, size, rng, area=CROP_AREA, aspect=CROP_ASPECT, tries=CROP_TRIES):
+    """(left, top, right, bottom) of a random crop covering `area` of the image at `aspect`."""
+    total = width * height
+    log_low, log_high = math.log(aspect[0]), math.log(aspect[1])
+    for _ in range(tries):
+        target_area = total * rng.uniform(*area)
+        ratio = math.exp(rng.uniform(log_low, log_high))
+        w = round(math.sqrt(target_area * ratio))
+        h = round(math.sqrt(target_area / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            left = rng.randint(0, width - w)
+            top = rng.randint(0, height - h)
+            return left, top, left + w, top + h
+    return center_crop_box(width, height, size)
+
+
+def imagenet_train_image(path, size, rng, autoaugment=False):
+    """A training view of the photo at `path`: size x size RGB Pillow image."""
+    img = decode_crop(path, lambda w, h: random_resized_crop_box(w, h, size, rng), size)
+    if rng.random() < 0.5:
+        img = img.transpose(FLIP)
+    if autoaugment:
+        img = apply_autoaugment(img, rng)
+    return img
+
+
+def imagenet_eval_image(path, size):
+    """The eval view of the photo at `path`: center crop, size x size RGB."""
+    return decode_crop(path, lambda w, h: center_crop_box(w, h, size), size)
+
+
+def fashion_translation(size):
+    """Max shift in pixels for Fashion-MNIST's random crop: 3 px at 28 (= pad 3, crop 28)."""
+    return max(1, size // 8)
+
+
+def fashion_train_image(img, rng):
+    """Random flip and translation (zero padding + random crop) of a pre-resized gray image."""
+    limit = fashion_translation(img.width)
+    dx, dy = rng.randint(-limit, limit), rng.randint(-limit, limit)
+    flip = rng.random() < 0.5
+    # Pasting at an offset onto a black canvas is pad-and-crop in one step: Fashion-MNIST's
+    # background is 0, so the padding looks like the rest of the background.
+    shifted = Image.new("L", img.size, 0)
+    shifted.paste(img, (dx, dy))
+    return shifted.transpose(FLIP) if flip else shifted

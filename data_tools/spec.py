@@ -1,0 +1,74 @@
+"""Dataset specs, the one string a user types to name a dataset.
+
+    default               the embedded Fashion-MNIST subset (20,000 train / 2,000 eval)
+    fashion-mnist         the full Fashion-MNIST from the Debian package dataset-fashion-mnist
+    fashion-mnist:DIR     the full Fashion-MNIST from the four IDX files in DIR
+    imagenet:DIR or DIR   an ImageNet-style folder (see data_tools/imagenet.py for layouts)
+
+Splits are 'train' and 'eval' (Fashion-MNIST's eval split is the official t10k test set).
+"""
+import os
+
+from .errors import DataError
+from .fashion_mnist import open_fashion_mnist
+from .imagenet import open_image_folder
+
+EMBEDDED_SUBSET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_subset")
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+PREFIXES = ("fashion-mnist", "imagenet")
+SPEC_HELP = "use default, fashion-mnist[:DIR], imagenet:DIR or a directory path"
+
+
+def parse_spec(spec):
+    """(kind, directory) for a spec string; kind is 'fashion-mnist' or 'imagenet'."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"empty dataset spec: {SPEC_HELP}")
+    if spec == "default":
+        return "fashion-mnist", EMBEDDED_SUBSET
+    if spec == "fashion-mnist":
+        if not os.path.isdir(DEBIAN_FASHION_MNIST):
+            raise DataError(f"{DEBIAN_FASHION_MNIST} does not exist: run `apt-get install dataset-fashion-mnist` "
+                            f"or give fashion-mnist:DIR")
+        return "fashion-mnist", DEBIAN_FASHION_MNIST
+    prefix, colon, rest = spec.partition(":")
+    if colon and prefix in PREFIXES:
+        if not rest:
+            raise DataError(f"dataset spec {spec!r} names no directory: write {prefix}:DIR")
+        return prefix, rest
+    # A colon may be part of a real path; only an unknown prefix of a missing path is an error.
+    if colon and not os.path.exists(spec) and "/" not in prefix and os.sep not in prefix:
+        raise DataError(f"unknown dataset spec prefix {prefix + ':'!r} in {spec!r}: {SPEC_HELP}")
+    return "imagenet", spec
+
+
+def _check_directory(directory, spec):
+    if not os.path.exists(directory):
+        raise DataError(f"dataset directory {directory} does not exist (spec {spec!r}): check the path")
+    if not os.path.isdir(directory):
+        raise DataError(f"dataset path {directory} is not a directory (spec {spec!r}): {SPEC_HELP}")
+    if not os.listdir(directory):
+        raise DataError(f"dataset directory {directory} is empty (spec {spec!r}): put the dataset there "
+                        f"(train/<class>/*.JPEG or the Fashion-MNIST IDX files)")
+
+
+def open_dataset(spec, split, image_size, training=None, autoaugment=False):
+    """The `split` ('train' or 'eval') of the dataset named by `spec`, at `image_size`.
+
+    `training` (default: split == 'train') selects train augmentation and, in the Loader,
+    shuffling and dropping the last partial batch. `autoaugment` adds AutoAugment's
+    ImageNet policy to train augmentation of photo datasets.
+    """
+    if split not in ("train", "eval"):
+        raise DataError(f"unknown split {split!r}: use 'train' or 'eval'")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image size must be a positive integer, got {image_size!r}")
+    training = split == "train" if training is None else bool(training)
+    kind, directory = parse_spec(spec)
+    directory = os.path.expanduser(directory)
+    _check_directory(directory, spec)
+    if kind == "fashion-mnist":
+        if autoaugment:
+            raise DataError("AutoAugment's ImageNet policy is for RGB photos: Fashion-MNIST trains with "
+                            "flip + translation; drop the AutoAugment option")
+        return open_fashion_mnist(directory, split, image_size, training, description=f"{spec} ({split})")
+    return open_image_folder(directory, split, image_size, training, autoaugment, description=f"{spec} ({split})")

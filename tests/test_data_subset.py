@@ -1,0 +1,51 @@
+"""The embedded default dataset: a balanced Fashion-MNIST subset shipped in data_tools/."""
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from data_tools.fashion_mnist import PIXEL_MEAN, PIXEL_STD, SIDE, pixel_mean_std, read_split
+from data_tools.make_fashion_mnist_subset import DEFAULT_SOURCE, PER_CLASS, SEED, balanced_indices
+from data_tools.spec import EMBEDDED_SUBSET, open_dataset
+
+
+@pytest.mark.parametrize("split, count", [("train", 20000), ("eval", 2000)])
+def test_subset_is_balanced(split, count):
+    images, labels = read_split(EMBEDDED_SUBSET, split)
+    assert len(labels) == count and len(images) == count * SIDE * SIDE
+    assert Counter(labels) == {label: count // 10 for label in range(10)}
+
+
+def test_subset_ships_its_licence_and_readme():
+    licence = open(os.path.join(EMBEDDED_SUBSET, "LICENSE")).read()
+    assert "Copyright (c) 2017 Zalando SE" in licence and "MIT License" in licence
+    readme = open(os.path.join(EMBEDDED_SUBSET, "README.md")).read()
+    assert "make_fashion_mnist_subset --seed 0" in readme and "20,000" in readme
+
+
+def test_normalisation_constants_fit_the_subset():
+    images, _ = read_split(EMBEDDED_SUBSET, "eval")
+    mean, std = pixel_mean_std(images)
+    assert abs(mean - PIXEL_MEAN) < 0.01 and abs(std - PIXEL_STD) < 0.01
+
+
+def test_default_spec_opens_the_subset():
+    train = open_dataset("default", "train", 32)
+    assert (len(train), train.num_classes, train.class_names[9]) == (20000, 10, "Ankle boot")
+    assert len(open_dataset("default", "eval", 32)) == 2000
+
+
+def test_balanced_indices_are_seeded_and_sorted():
+    labels = [i % 10 for i in range(300)]
+    first = balanced_indices(labels, 5, random.Random(SEED))
+    assert first == balanced_indices(labels, 5, random.Random(SEED)) == sorted(first)
+    assert Counter(labels[i] for i in first) == {label: 5 for label in range(10)}
+
+
+@pytest.mark.skipif(not os.path.isdir(DEFAULT_SOURCE), reason="needs apt-get install dataset-fashion-mnist")
+def test_subset_eval_split_is_the_documented_sample_of_t10k():
+    images, labels = read_split(DEFAULT_SOURCE, "eval")
+    chosen = balanced_indices(labels, PER_CLASS["eval"], random.Random(SEED))
+    expected = b"".join(images[i * SIDE * SIDE:(i + 1) * SIDE * SIDE] for i in chosen)
+    assert read_split(EMBEDDED_SUBSET, "eval") == (expected, bytes(labels[i] for i in chosen))
