@@ -39,6 +39,9 @@ class TrainConfig:
     variant: str = field(default="base", metadata=dict(
         help="base, seend@noskip|hasskip|all or nose@noskip|hasskip|all (paper's spellings work too)"))
     model: str = field(default="b0", metadata=dict(help="b0 .. b7, compound scaling"))
+    width: float = field(default=None, metadata=dict(
+        help="override the model's width multiplier (e.g. 0.25: a small network for quick experiments)"))
+    depth: float = field(default=None, metadata=dict(help="override the model's depth multiplier (e.g. 0.1)"))
     data: str = field(default="default", metadata=dict(
         help="default (embedded Fashion-MNIST subset), fashion-mnist:DIR, imagenet:DIR or an ImageFolder DIR"))
     preset: str = field(default=None, metadata=dict(

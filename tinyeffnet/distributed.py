@@ -8,6 +8,8 @@ every global batch this process feeds, and only process 0 logs and writes checkp
 """
 import os
 
+_STARTED = []
+
 
 def _wants_multi_host(coordinator_address, num_processes):
     if coordinator_address or (num_processes or 1) > 1:
@@ -18,8 +20,9 @@ def _wants_multi_host(coordinator_address, num_processes):
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None):
-    if not _wants_multi_host(coordinator_address, num_processes):
-        return False
+    """Connect this process to the others (once per process; later calls do nothing)."""
+    if _STARTED or not _wants_multi_host(coordinator_address, num_processes):
+        return bool(_STARTED)
     import jax
     if coordinator_address and (num_processes is None or process_id is None):
         raise ValueError("--coordinator-address needs --num-processes and --process-id as well")
@@ -33,4 +36,5 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None):
         except (AttributeError, ValueError):
             pass
     jax.distributed.initialize(**kwargs)
+    _STARTED.append(True)
     return True

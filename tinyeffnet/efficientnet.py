@@ -233,6 +233,10 @@ class EfficientNet(Module):
 
 def build_model(variant="base", model="b0", num_classes=1000, init="xavier", seed=0, backend="python",
                 dtype=None, **options):
-    """The one way to make a network: variant name, model size, classes, init scheme, seed."""
-    net = EfficientNet(variant, model, num_classes, backend=backend, dtype=dtype, **options)
-    return initialize(net, init, seed)
+    """The one way to make a network: variant name, model size, classes, init scheme, seed.
+
+    The layers are built on the shape-only meta backend, then every value is made on
+    `backend` at once (see tinyeffnet.nn.init.initialize)."""
+    target = get_backend(backend)
+    net = EfficientNet(variant, model, num_classes, backend="meta", dtype=dtype or target.default_float, **options)
+    return initialize(net, init, seed, backend=target)

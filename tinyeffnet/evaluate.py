@@ -25,7 +25,8 @@ def load_model(path, backend="python", use_ema=False):
         if key not in state:
             raise CheckpointError(f"{path} has no {key!r} in its metadata: not a tinyeffnet training checkpoint")
     net = build_model(state["variant"], state["model"], state["num_classes"], backend=backend,
-                      dtype="float64" if backend == "python" else "float32")
+                      dtype="float64" if backend == "python" else "float32",
+                      width=state.get("width"), depth=state.get("depth"))
     prefix = "ema/" if use_ema else ""
     if use_ema and not any(k.startswith("ema/") for k in tensors):
         raise CheckpointError(f"{path} holds no EMA weights (the run had --ema-decay 0): drop --ema")

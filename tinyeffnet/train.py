@@ -112,15 +112,17 @@ def train(cfg):
 
     # ---- model and step
     net = build_model(variant, cfg.model, train_loader.num_classes, cfg.init, cfg.seed, backend=cfg.backend,
-                      bn_momentum=cfg.bn_momentum, dropout=cfg.dropout, drop_connect=cfg.drop_connect)
+                      bn_momentum=cfg.bn_momentum, dropout=cfg.dropout, drop_connect=cfg.drop_connect,
+                      width=cfg.width, depth=cfg.depth)
     S = runtime.steps
     optimizer = S.make_optimizer([n for n, _ in net.named_parameters()], cfg.momentum, cfg.weight_decay)
     state = S.init_state(net, optimizer, ema=cfg.ema_decay > 0)
     train_step = S.make_train_step(net, optimizer, cfg.label_smoothing, runtime.compute_dtype,
                                    cfg.ema_decay or None, runtime.mesh)
     eval_step = S.make_eval_step(net, runtime.compute_dtype, runtime.mesh)
-    identity = dict(variant=variant, model=net.model_name, num_classes=net.num_classes,
-                    class_names=list(train_loader.class_names), image_size=cfg.image_size)
+    identity = dict(variant=variant, model=net.model_name, num_classes=net.num_classes, width=cfg.width,
+                    depth=cfg.depth, class_names=list(train_loader.class_names), image_size=cfg.image_size,
+                    data=cfg.data)
 
     step = 0
     if cfg.resume:
@@ -128,7 +130,7 @@ def train(cfg):
         if path is None:
             raise ValueError(f"--resume: no checkpoint in {ckpt_dir} to continue from")
         tensors, saved = load_checkpoint(path, runtime.backend)
-        for key in ("variant", "model", "num_classes"):
+        for key in ("variant", "model", "num_classes", "width", "depth"):
             if saved.get(key) != identity[key]:
                 raise ValueError(f"--resume: {path} is a checkpoint of {key} {saved.get(key)!r}, this run has "
                                  f"{identity[key]!r}; use another --workdir or the same {key}")
@@ -141,8 +143,7 @@ def train(cfg):
     log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), runtime.is_main, step if cfg.resume else None)
     if runtime.is_main and not cfg.resume:
         open(log.path, "w").close()
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(dict(vars(cfg), **identity), f, indent=1)
+        _write_json_atomically(os.path.join(workdir, "config.json"), dict(vars(cfg), **identity))
     say(f"tinyeffnet: {variant} {net.model_name} ({net.num_parameters():,} parameters), {runtime.description}")
     say(f"data {cfg.data}: {train_loader.num_examples} train / {eval_loader.num_examples} eval images, "
         f"{cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}, {steps_per_epoch} steps per epoch, "
@@ -164,8 +165,9 @@ def train(cfg):
 
     progress = _progress(total_steps, step, runtime.is_main)
     pending = None            # (step, metrics arrays) of the step in flight
-    window = [time.time(), step]
+    window = None             # (time, step) where the current throughput window began
     images_per_s = 0.0
+    start_step = step
     last = {}
     result = None
     try:
@@ -177,15 +179,17 @@ def train(cfg):
                 state, metrics = train_step(state, images, labels, runtime.step_key(cfg.seed, step), lr)
                 if pending is not None:
                     last = _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s)
+                    if window is None:  # the first step has finished: compilation is behind us
+                        window = (time.time(), step)
                 pending = (step, metrics)
                 step += 1
                 progress.update(1)
-                if step % cfg.log_every == 0:
+                if window is not None and step - window[1] >= max(cfg.log_every, 2):
                     now = time.time()
-                    images_per_s = (step - window[1]) * cfg.batch_size / max(now - window[0], 1e-9)
-                    window = [now, step]
-                    progress.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}", lr=f"{lr:.4f}",
-                                         img_s=f"{images_per_s:.1f}")
+                    images_per_s = (step - 1 - window[1]) * cfg.batch_size / max(now - window[0], 1e-9)
+                    window = (now, step - 1)
+                if step % cfg.log_every == 0 and last:
+                    progress.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.4f}", img_s=f"{images_per_s:.1f}")
                 if step % cfg.checkpoint_every == 0 and step < total_steps:
                     last = _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s)
                     pending = None
@@ -221,8 +225,7 @@ def train(cfg):
                    backend=cfg.backend, data=cfg.data, workdir=workdir,
                    unreadable_images=train_loader.unreadable_count + eval_loader.unreadable_count)
     if runtime.is_main:
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        _write_json_atomically(os.path.join(workdir, "summary.json"), dict(summary, config=vars(cfg)))
         plot_metrics(read_metrics(log.path), os.path.join(workdir, "curves.png"),
                      title=f"tinyeffnet {variant} {net.model_name} on {cfg.data}")
         if summary["unreadable_images"]:
@@ -230,6 +233,15 @@ def train(cfg):
         say(f"done: {variant} top-1 {result['top1']:.4f} top-5 {result['top5']:.4f} on {result['images']} test "
             f"images, {images_per_s:.1f} images/s, {seconds:.0f} s; {workdir}")
     return summary
+
+
+def _write_json_atomically(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s):

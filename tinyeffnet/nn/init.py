@@ -35,12 +35,27 @@ def dense_kernel(scheme, key, weight):
     return b.uniform(key, weight.shape, -limit, limit, dtype)
 
 
-def initialize(model, scheme="xavier", seed=0):
-    """Fill every layer's parameters, one key per layer in a fixed (named) order."""
+def initialize(model, scheme="xavier", seed=0, backend=None):
+    """Fill every parameter and buffer, one key per layer in a fixed (named) order.
+
+    The values are always drawn by the pure-Python backend's random generator and then
+    moved to `backend` (default: where the model's tensors are), so the same seed gives
+    the same initial network on every backend, and JAX compiles no program per shape.
+    A model built on the shape-only meta backend stays shapes only.
+    """
     _check(scheme)
+    from backends import get_backend
+    tensors = list(model.state_dict().values())
+    target = get_backend(backend) if backend is not None else tensors[0].backend
+    host = target if target.name == "meta" else get_backend("python")
+    dtypes = [t.dtype for t in tensors]
+    for t in tensors:
+        t.backend = host
+        t.data = host.full(t.shape, 0.0, host.default_float)
     layers = [m for _, m in model.named_modules() if hasattr(m, "reset_parameters")]
-    backend = model.parameters()[0].backend
-    keys = backend.split_key(backend.key(seed), len(layers))
-    for layer, key in zip(layers, keys):
+    for layer, key in zip(layers, host.split_key(host.key(seed), len(layers))):
         layer.reset_parameters(scheme, key)
+    if target is not host:
+        for t, dtype in zip(tensors, dtypes):
+            t.data, t.backend = target.from_flat(host.to_flat(t.data), t.shape, dtype), target
     return model

@@ -112,6 +112,8 @@ class BatchNorm2d(Module):
         b = self.gamma.backend
         self.gamma.data = b.full(self.gamma.shape, 1.0, self.gamma.dtype)
         self.beta.data = b.full(self.beta.shape, 0.0, self.beta.dtype)
+        self.moving_mean.data = b.full(self.moving_mean.shape, 0.0, self.moving_mean.dtype)
+        self.moving_var.data = b.full(self.moving_var.shape, 1.0, self.moving_var.dtype)
 
     def forward(self, x):
         stat_dtype = self.gamma.dtype

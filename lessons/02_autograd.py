@@ -1,0 +1,233 @@
+# %% [markdown]
+# # Lesson 02: reverse-mode autograd
+#
+# Training needs the gradient of one number (the loss) with respect to millions of
+# parameters. Reverse mode gets all of them for the price of about two forward passes:
+# record what the forward pass did (the *tape*), then walk it backwards once, applying
+# the chain rule at every step.
+#
+# tinyeffnet's autograd is about 110 lines: `tinyeffnet/autograd.py`. We build it up from
+# one number to a tensor graph.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+
+import tinyeffnet.functions as fn
+from tinyeffnet import Tensor, autograd, no_grad
+from tinyeffnet.autograd import Function, topological_order
+
+# %% [markdown]
+# ## One number
+#
+# f(x) = x * x + 3 x at x = 2. By hand: f'(x) = 2x + 3 = 7.
+
+# %%
+x = Tensor(2.0, requires_grad=True)
+f = x * x + x * 3.0
+f.backward()
+print("f =", f.item(), " df/dx =", x.grad.item())
+
+# %% [markdown]
+# What happened? Every operator on a Tensor calls `SomeFunction.apply(...)`. A
+# `Function` has a `forward` (arrays in, array out, in backend primitives) and a
+# `backward` (the output's gradient in, one gradient per input out). An *instance* of the
+# Function is the **context** of that one call: `forward` stores on `self` whatever
+# `backward` will need. Here is multiplication, which needs both inputs:
+
+# %%
+print(inspect.getsource(fn.Mul))
+
+# %% [markdown]
+# `Function.apply` runs `forward` and, when an input requires a gradient, hangs the
+# context on the output tensor as `out._ctx`, with the inputs as `ctx.parents`. Those
+# links are the tape:
+
+# %%
+print(inspect.getsource(Function.apply))
+
+# %% [markdown]
+# Our `f` is an `Add` whose parents are two `Mul` outputs; `x` appears three times as a
+# parent (twice in `x * x`, once in `x * 3`). The constant 3.0 became a Tensor that does
+# not require a gradient.
+
+# %%
+x = Tensor(2.0, requires_grad=True)
+f = x * x + x * 3.0
+
+
+def describe(node, depth=0):
+    name = type(node._ctx).__name__ if node._ctx is not None else ("leaf x" if node is x else "constant")
+    print("  " * depth + f"{name}  value={node.item()}")
+    if node._ctx is not None:
+        for parent in node._ctx.parents:
+            describe(parent, depth + 1)
+
+
+describe(f)
+
+# %% [markdown]
+# ## Writing a Function
+#
+# A Function of our own, for x^3, to see the two halves. (The library's `Pow` does this
+# for any constant power; this one is only for the lesson.) The context keeps `x`.
+
+# %%
+class Cube(Function):
+    def forward(self, x):
+        self.x = x
+        b = self.backend
+        return b.mul(b.mul(x, x), x)
+
+    def backward(self, grad):
+        b = self.backend
+        three_x2 = b.mul(b.full(b.shape(self.x), 3.0, b.dtype(self.x)), b.mul(self.x, self.x))
+        return (b.mul(grad, three_x2),)  # one gradient per input, as a tuple
+
+
+u = Tensor([1.0, 2.0, -3.0], requires_grad=True)
+Cube.apply(u).sum().backward()
+print("d/du sum(u^3) = 3 u^2 =", u.grad.tolist())
+
+# %% [markdown]
+# ## The walk: reverse topological order
+#
+# `backward(root)` must hand each tensor's gradient to its parents only when it is
+# *complete*: when every use of that tensor has contributed. Visiting the nodes in reverse
+# topological order (every node before its inputs) guarantees it.
+#
+# `topological_order` is an **iterative** depth-first search with an explicit stack: a
+# recursive one would hit Python's recursion limit (1000 frames) on a long chain of ops.
+
+# %%
+print(inspect.getsource(topological_order))
+print(inspect.getsource(autograd.backward))
+
+# %% [markdown]
+# Note three details of `backward`:
+#
+# 1. `grads` maps each tensor to its gradient *so far*; a second contribution is added
+#    (`backend.add(seen, pg)`). That is **gradient accumulation**, and it is what makes
+#    `x * x` give 2x.
+# 2. Leaves (tensors without a context) receive `.grad`, added to any gradient already
+#    there: calling `backward` twice accumulates, and the optimizer must reset it.
+# 3. `node._ctx = None` frees what each Function kept: the tape is used once.
+#
+# The order for our `f`:
+
+# %%
+x = Tensor(2.0, requires_grad=True)
+f = x * x + x * 3.0
+order = topological_order(f)
+print([type(n._ctx).__name__ if n._ctx else "leaf" for n in order])
+
+# %% [markdown]
+# A deep chain: 3000 additions in a row, far past the recursion limit.
+
+# %%
+z = Tensor(1.0, requires_grad=True)
+h = z
+for _ in range(3000):
+    h = h + 1.0
+chain_nodes = len(topological_order(h))
+h.backward()
+print(chain_nodes, "tensors on the tape; dh/dz =", z.grad.item(), "; recursion limit", sys.getrecursionlimit())
+
+# %% [markdown]
+# ## A tensor used twice
+#
+# g(a, b) = a * b + a. By hand: dg/da = b + 1, dg/db = a.
+
+# %%
+a = Tensor([1.0, 2.0], requires_grad=True)
+b = Tensor([10.0, 20.0], requires_grad=True)
+(a * b + a).sum().backward()
+print("dg/da =", a.grad.tolist(), " dg/db =", b.grad.tolist())
+grad_a_once = a.grad.tolist()
+(a * b + a).sum().backward()  # a second backward adds to .grad
+print("after a second backward, a.grad =", a.grad.tolist(), "(doubled: reset grads between steps)")
+grad_a_twice = a.grad.tolist()
+
+# %% [markdown]
+# ## Broadcasting, reduced in ONE place
+#
+# `x + bias` with x of shape (2, 3) and bias of shape (3,) is everywhere in networks.
+# The backend refuses different shapes (lesson 01), so `Tensor._broadcast` reshapes the
+# bias to (1, 3) and **expands** it to (2, 3) with the `Expand` Function. Every binary
+# Function then sees equal shapes and never thinks about broadcasting.
+#
+# The gradient of a broadcast must be summed back over the grown axes: each bias entry
+# was used by both rows. That sum lives in exactly one place, `Expand.backward`:
+
+# %%
+print(inspect.getsource(fn.Expand))
+
+# %%
+xm = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+bias = Tensor([0.1, 0.2, 0.3], requires_grad=True)
+out = xm + bias
+describe_ops = []
+node = out._ctx.parents[1]  # the bias side of the Add
+while node._ctx is not None:
+    describe_ops.append(type(node._ctx).__name__)
+    node = node._ctx.parents[0]
+print("the bias reaches Add through:", " <- ".join(describe_ops), "<- bias")
+(out * out).sum().backward()
+print("d/dbias sum((x + bias)^2) =", bias.grad.tolist(), "shape", bias.grad.shape)
+# by hand: 2 * (column sums of x + 2 * bias) = 2 * ([5, 7, 9] + [0.2, 0.4, 0.6])
+
+# %% [markdown]
+# ## no_grad
+#
+# Parameter updates and evaluation need no tape. Inside `no_grad()` Function.apply
+# records nothing: outputs do not require gradients and hold no context.
+
+# %%
+w = Tensor([1.0, 2.0], requires_grad=True)
+with no_grad():
+    w_next = w * 0.9
+print("under no_grad:", w_next.requires_grad, w_next._ctx)
+w_taped = w * 0.9
+print("outside:", w_taped.requires_grad, type(w_taped._ctx).__name__)
+
+# %% [markdown]
+# ## Intermediate gradients
+#
+# Only leaves keep `.grad`; an intermediate tensor keeps it when asked with
+# `retain_grad()`.
+
+# %%
+p = Tensor([3.0], requires_grad=True)
+q = (p * p).retain_grad()
+(q * 2.0).sum().backward()
+print("dL/dq =", q.grad.tolist(), " dL/dp =", p.grad.tolist())
+
+# %% [markdown]
+# That is the whole engine. Under `jax.jit` (lesson 12) exactly this walk runs once,
+# while JAX traces, and becomes part of one compiled program.
+#
+# ## Checks
+
+# %%
+x = Tensor(2.0, requires_grad=True)
+(x * x + x * 3.0).backward()
+assert x.grad.item() == 7.0, f"d/dx (x^2 + 3x) at 2 is 7, got {x.grad.item()}"
+assert u.grad.tolist() == [3.0, 12.0, 27.0], u.grad.tolist()
+assert [type(n._ctx).__name__ if n._ctx else "leaf" for n in order][-1] == "Add", "the root comes last"
+assert order[0]._ctx is None, "a leaf comes first"
+assert chain_nodes == 3001, "3000 sums and the leaf"
+assert z.grad.item() == 1.0, "a chain of additions passes the gradient through unchanged"
+assert grad_a_once == [11.0, 21.0] and b.grad.tolist() == [2.0, 4.0], (grad_a_once, b.grad.tolist())
+assert grad_a_twice == [22.0, 42.0], "backward accumulates into leaves"
+assert describe_ops == ["Expand", "Reshape"], describe_ops
+assert bias.grad.shape == (3,), "the broadcast gradient is summed back to the bias's own shape"
+assert all(abs(g - e) < 1e-12 for g, e in zip(bias.grad.tolist(), [10.4, 14.8, 19.2])), bias.grad.tolist()
+assert not w_next.requires_grad and w_next._ctx is None, "no_grad records nothing"
+assert q.grad.tolist() == [2.0] and p.grad.tolist() == [12.0]
+print("ok: lesson 02 checks passed")

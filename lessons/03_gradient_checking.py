@@ -1,0 +1,153 @@
+# %% [markdown]
+# # Lesson 03: gradient checking
+#
+# Every `backward` in tinyeffnet is written by hand. A wrong one does not crash: the
+# network still trains, just worse, and nobody notices. So every gradient is checked
+# against the definition of a derivative, computed numerically.
+#
+# **Central differences.** For a small step eps,
+#
+#     f'(x)  ~  (f(x + eps) - f(x - eps)) / (2 eps)
+#
+# The error of this formula is about eps^2 * f'''(x) / 6 (the even Taylor terms cancel),
+# against eps * f''(x) / 2 for the one-sided (f(x + eps) - f(x)) / eps. Below that, the
+# round-off of the two evaluations (about 1e-16 relative in float64, divided by eps) takes
+# over. In float64 with eps = 1e-5 both errors are around 1e-10 to 1e-11: far below the
+# 1e-6 tolerance we demand. In float32 (round-off about 1e-7) the round-off term alone is
+# 1e-7 / eps: about 1e-4 at eps = 1e-3, too coarse to catch a subtle bug. That is why
+# the pure-Python backend computes in float64 and why gradient checks run there.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+import math
+
+import tinyeffnet.functions as fn
+from tinyeffnet import Tensor, functional as F, gradcheck
+from tinyeffnet.gradcheck import GradcheckError, check_elementwise, check_projection
+
+# %% [markdown]
+# ## The error, measured
+#
+# f(x) = exp(x) at x = 1, where f'(1) = e exactly.
+
+# %%
+print(f"{'eps':>8}  {'one-sided error':>16}  {'central error':>14}")
+errors = {}
+for eps in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-8, 1e-10):
+    one_sided = (math.exp(1 + eps) - math.exp(1)) / eps
+    central = (math.exp(1 + eps) - math.exp(1 - eps)) / (2 * eps)
+    errors[eps] = (abs(one_sided - math.e), abs(central - math.e))
+    print(f"{eps:>8.0e}  {errors[eps][0]:>16.2e}  {errors[eps][1]:>14.2e}")
+
+# %% [markdown]
+# Read the table: each 10x smaller eps makes the one-sided error 10x smaller and the
+# central error 100x smaller, until round-off wins: at 1e-8 and 1e-10 the errors grow
+# again, as 1e-16 / eps predicts. `gradcheck` uses eps = 1e-5.
+#
+# ## `tinyeffnet/gradcheck.py`
+#
+# Two ways to check a function `f(*inputs) -> Tensor`:
+#
+# - `check_elementwise`: nudge every input element, one at a time. Two forward passes per
+#   element: slow, but a failure names the exact input and index.
+# - `check_projection`: one random unit direction v over *all* inputs; compare
+#   sum(grad * v) (from one backward) with (f(x + eps v) - f(x - eps v)) / (2 eps). Two
+#   forward passes in all, so it works on whole networks.
+#
+# A non-scalar output is first reduced with fixed random weights (so every output
+# element counts, with a different weight). The error is relative, with a floor: near a
+# zero gradient a relative error means nothing.
+
+# %%
+print(inspect.getsource(gradcheck._error))
+print(inspect.getsource(check_projection))
+
+# %% [markdown]
+# ## Checking real ops
+#
+# A small composite: sigmoid of a product, with a broadcast. Each input is a leaf that
+# requires a gradient.
+
+# %%
+a = Tensor([[0.3, -1.2, 2.0], [0.7, 0.1, -0.4]], requires_grad=True)
+b = Tensor([1.5, -0.5, 0.25], requires_grad=True)
+err_elementwise = check_elementwise(lambda a, b: (a * b).sigmoid() * a, [a, b])
+print(f"elementwise: worst error {err_elementwise:.1e}")
+
+# %% [markdown]
+# A bigger graph, convolution + swish + mean, checked by projection:
+
+# %%
+x = Tensor.normal(1, (2, 5, 5, 3), requires_grad=True)
+w = Tensor.normal(2, (3, 3, 3, 4), std=0.3, requires_grad=True)
+err_projection = check_projection(lambda x, w: F.swish(F.conv2d(x, w, stride=2)).mean(), [x, w])
+print(f"projection: error {err_projection:.1e}")
+
+# %% [markdown]
+# ## Catching a wrong backward
+#
+# Now a deliberately wrong Function. We take the library's `Swish` (swish(x) = x *
+# sigmoid(x), derivative s + x s (1 - s)), keep its forward, and replace its backward by
+# one that forgets the second term (a classic slip: treating the sigmoid as a constant).
+
+# %%
+class BuggySwish(fn.Swish):
+    def backward(self, g):
+        return (self.backend.mul(g, self.backend.sigmoid(self.x)),)  # missing + x*s*(1-s)
+
+
+v = Tensor([[-2.0, -0.5, 0.0, 0.5, 2.0]], requires_grad=True)
+try:
+    check_elementwise(lambda v: BuggySwish.apply(v), [v])
+    caught = None
+except GradcheckError as e:
+    caught = str(e)
+print("GradcheckError:", caught)
+
+# %% [markdown]
+# The message names the input, the flat index and both values. Where x = 0 the missing
+# term x s (1 - s) is zero, so that element passes: a check at a single "nice" point can
+# miss a bug. Use generic values.
+#
+# The projection check catches it too, with one pair of forward passes:
+
+# %%
+try:
+    check_projection(lambda v: BuggySwish.apply(v), [v])
+    caught_projection = None
+except GradcheckError as e:
+    caught_projection = str(e)
+print("GradcheckError:", caught_projection)
+
+# %% [markdown]
+# And the library's own `Swish` passes the same check:
+
+# %%
+err_swish = check_elementwise(lambda v: v.swish(), [v])
+print(f"the library's Swish: worst error {err_swish:.1e}")
+
+# %% [markdown]
+# The test suite (tests/test_autograd.py, tests/test_layers.py) runs these checks on
+# every Function, every layer and every MBConv variant.
+#
+# ## Checks
+
+# %%
+one_sided_1e3, central_1e3 = errors[1e-3]
+one_sided_1e4, central_1e4 = errors[1e-4]
+assert 8 < one_sided_1e3 / one_sided_1e4 < 12, "one-sided error is O(eps)"
+assert 80 < central_1e3 / central_1e4 < 120, "central error is O(eps^2)"
+assert errors[1e-5][1] < 1e-9, "central differences at eps 1e-5 resolve 1e-9 in float64"
+assert errors[1e-10][1] > 100 * errors[1e-5][1], "too small a step drowns in round-off"
+assert err_elementwise < 1e-6 and err_projection < 1e-6 and err_swish < 1e-6
+assert caught is not None and "input 0" in caught and "analytic" in caught, "the wrong backward must be caught"
+assert "flat index 0" in caught or "flat index 4" in caught or "flat index 1" in caught, caught
+assert caught_projection is not None, "the projection check must catch the wrong backward too"
+print("ok: lesson 03 checks passed")

@@ -1,0 +1,215 @@
+# %% [markdown]
+# # Lesson 04: convolution, forward and backward
+#
+# Almost all of EfficientNet's arithmetic is convolution. This lesson pins down the
+# three things that must match TensorFlow exactly for the paper's network to be the
+# paper's network, and the two backward passes.
+#
+# 1. **Layouts.** Images are NHWC (batch, height, width, channels); kernels are HWIO
+#    (kernel height, kernel width, input channels, output channels). TensorFlow and
+#    `jax.lax.conv_general_dilated(..., ('NHWC', 'HWIO', 'NHWC'))` use these.
+# 2. **A convolution is a cross-correlation**: the kernel is *not* flipped in the forward.
+# 3. **SAME padding, TensorFlow's way**: output = ceil(input / stride), with the odd pixel
+#    of padding at the bottom/right.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+import operator
+
+import tinyeffnet.functions as fn
+from backends import get_backend
+from backends.python_backend import PythonBackend
+from tinyeffnet import Tensor, functional as F
+from tinyeffnet.gradcheck import check_projection
+
+py = get_backend("python")
+
+
+def dot(a, b):
+    """<a, b>: the sum of elementwise products of two arrays (or Tensors) of one shape."""
+    a = a.to_flat() if isinstance(a, Tensor) else py.to_flat(a)
+    b = b.to_flat() if isinstance(b, Tensor) else py.to_flat(b)
+    return sum(map(operator.mul, a, b))
+
+
+def grid(t):
+    """A (1, H, W, 1) tensor as rows of numbers, for printing."""
+    return [[row[0] for row in r] for r in t.tolist()[0]]
+
+# %% [markdown]
+# ## Layouts
+#
+# In NHWC, element [n, h, w, c] of an (N, H, W, C) array is at flat position
+# ((n H + h) W + w) C + c: the channels of one pixel are contiguous. A 1x1 convolution is
+# therefore a plain matrix product of the (N H W, C_in) pixel rows with the (C_in, C_out)
+# kernel.
+#
+# ## A convolution is a correlation
+#
+# A 3x3 image holding 1..9 and a 2x2 kernel [[1, 0], [0, -1]], no padding ('VALID'):
+# output[i, j] = sum over (a, b) of x[i + a, j + b] * w[a, b] = x[i, j] - x[i + 1, j + 1].
+# 1 - 5 = -4, and the same everywhere.
+
+# %%
+x3 = Tensor([[[[v] for v in row] for row in ([1, 2, 3], [4, 5, 6], [7, 8, 9])]])   # (1, 3, 3, 1)
+k2 = Tensor([[[[1.0]], [[0.0]]], [[[0.0]], [[-1.0]]]])                            # (2, 2, 1, 1)
+y_valid = F.conv2d(x3, k2, padding="VALID")
+print("input", x3.shape, "kernel", k2.shape, "->", y_valid.shape, grid(y_valid))
+
+# %% [markdown]
+# ## TensorFlow SAME padding
+#
+# out = ceil(n / s); the total padding is whatever makes the last window fit,
+# max((out - 1) s + k - n, 0), split with the extra pixel at the END:
+
+# %%
+print(inspect.getsource(F.same_padding))
+cases = [(224, 3, 1), (224, 3, 2), (112, 3, 2), (56, 5, 2), (14, 5, 2), (7, 5, 2), (225, 3, 2)]
+pads = {c: F.same_padding(*c) for c in cases}
+for (n, k, s), (lo, hi) in pads.items():
+    print(f"size {n:>3}, kernel {k}, stride {s}: pad (top {lo}, bottom {hi}) -> output {(n + lo + hi - k) // s + 1}")
+
+# %% [markdown]
+# With stride 2 on an even size, the padding is (0, 1): nothing on top, one row at the
+# bottom. PyTorch's `padding=k // 2` pads (1, 1) instead. The output *shape* is the same,
+# but every window is shifted by one pixel, so the numbers differ and pretrained weights
+# would not transfer. B0's stem (3x3, stride 2, 224 -> 112) is exactly this case.
+#
+# Seen on a 4x4 image holding 1..16 and a 3x3 kernel of ones: output [0, 0] is the sum of
+# the first window.
+
+# %%
+x4 = Tensor([[[[float(4 * r + c + 1)] for c in range(4)] for r in range(4)]])  # (1, 4, 4, 1)
+ones3 = Tensor.ones((3, 3, 1, 1))
+y_tf = F.conv2d(x4, ones3, stride=2, padding="SAME")
+y_sym = F.conv2d(x4, ones3, stride=2, padding=((1, 1), (1, 1)))
+print("TensorFlow SAME:", grid(y_tf), " first window = rows 0-2, cols 0-2: 1+2+3+5+6+7+9+10+11 = 54")
+print("symmetric (1,1):", grid(y_sym), " first window = rows -1..1: 1+2+5+6 = 14")
+
+# %% [markdown]
+# `functional.conv2d` turns 'SAME' into explicit (lo, hi) pairs and calls the `Conv2d`
+# Function; the backend primitive only ever sees explicit padding.
+
+# %%
+print(inspect.getsource(fn.Conv2d))
+
+# %% [markdown]
+# ## The gradient with respect to the input is a convolution
+#
+# Each input pixel x[i, j] was multiplied by w[a, b] into output y[(i - a + lo) / s, ...]
+# wherever that index is a whole number in range. Collecting those terms gives:
+#
+# **dx = a stride-1 convolution of the output gradient, dilated by the stride (s - 1
+# zeros inserted between its rows and columns) and padded by (k - 1 - lo, k - 1 - hi +
+# skipped), with the kernel flipped in H and W** (and, with several channels, its input
+# and output channels swapped). `skipped` counts input rows the forward's last window
+# never reached.
+#
+# Let us build it by hand for the 4x4, 3x3, stride-2 example. SAME pads (0, 1); output 2x2.
+# - dilate dy = [[1, 2], [3, 4]] to [[1, 0, 2], [0, 0, 0], [3, 0, 4]];
+# - pad: lo' = 3 - 1 - 0 = 2; skipped = (4 + 0 + 1 - 3) - (2 - 1) * 2 = 0, hi' = 3 - 1 - 1 + 0 = 1;
+# - flip the kernel and convolve with stride 1: (3 + 2 + 1) - 3 + 1 = 4 rows. Back to 4x4.
+#
+# A kernel with distinct weights 1..9 makes a wrong flip visible.
+
+# %%
+w9 = Tensor([[[[float(3 * r + c + 1)]] for c in range(3)] for r in range(3)])      # (3, 3, 1, 1)
+dy = Tensor([[[[1.0], [2.0]], [[3.0], [4.0]]]])                                      # (1, 2, 2, 1)
+dy_dilated = Tensor([[[[1.0], [0.0], [2.0]], [[0.0], [0.0], [0.0]], [[3.0], [0.0], [4.0]]]])
+w9_flipped = Tensor(py.from_flat(list(reversed(w9.to_flat())), (3, 3, 1, 1)))       # 1 channel: reverse
+dx_by_hand = F.conv2d(dy_dilated, w9_flipped, stride=1, padding=((2, 1), (2, 1)))
+
+tf_pads = ((0, 1), (0, 1))
+dx_primitive = Tensor(py.conv2d_grad_input(dy.data, w9.data, (1, 4, 4, 1), 2, tf_pads))
+xg = Tensor(x4.data, requires_grad=True)
+(F.conv2d(xg, w9, stride=2) * dy).sum().backward()       # autograd: the Conv2d Function's backward
+print("dx by hand:     ", grid(dx_by_hand))
+print("dx (primitive): ", grid(dx_primitive))
+print("dx (autograd):  ", grid(xg.grad))
+
+# %% [markdown]
+# The pure-Python backend's implementation (`backends/python_backend.py:
+# PythonBackend._conv2d_grad_input`) is exactly this recipe, for any channels and groups:
+
+# %%
+print(inspect.getsource(PythonBackend._conv2d_grad_input))
+
+# %% [markdown]
+# ## The gradient with respect to the weight is a correlation
+#
+# dw[a, b] = sum over outputs (i, j) of xpad[i s + a, j s + b] * dy[i, j]: the padded
+# input correlated with the dilated output gradient. With one image and one channel it
+# is literally a VALID convolution of the padded input by the dilated dy as the kernel
+# (with more images and channels, N and C swap roles: N is summed over, C_in becomes the
+# "batch"). Padded input: 4 + 0 + 1 = 5 rows; 5 - 3 + 1 = 3: a 3x3 kernel gradient.
+
+# %%
+x4_padded = x4.pad(((0, 0), (0, 1), (0, 1), (0, 0)))
+dilated_as_kernel = dy_dilated.reshape(3, 3, 1, 1)
+dw_by_hand = F.conv2d(x4_padded, dilated_as_kernel, padding="VALID")
+dw_primitive = Tensor(py.conv2d_grad_weight(x4.data, dy.data, (3, 3, 1, 1), 2, tf_pads))
+print("dw by hand:     ", grid(dw_by_hand))
+print("dw (primitive): ", [row for row in dw_primitive.reshape(3, 3).tolist()])
+
+# %% [markdown]
+# ## Adjointness: one identity checks both backward convolutions
+#
+# For a fixed kernel, the convolution is a linear map x -> A x, and the input gradient is
+# its transpose: dx = A^T dy. Hence <A x, dy> = <x, A^T dy>. The same holds for the
+# kernel. So for ANY x, w, dy:
+#
+#     <conv(x, w), dy>  =  <x, dx>  =  <w, dw>
+#
+# One number, three ways, exact up to round-off. We check it with several channels, an
+# odd size, stride 2, groups (groups == channels is the depthwise case of lesson 05), and
+# a VALID stride-2 case on 6 rows whose last row no window reaches (skipped = 1).
+
+# %%
+adjoint = []
+for (n, h, c_in, c_out, k, s, groups, same) in [(2, 7, 4, 6, 3, 2, 1, True), (2, 6, 4, 6, 3, 2, 2, True),
+                                               (2, 6, 4, 4, 5, 2, 4, True), (1, 6, 3, 2, 3, 2, 1, False)]:
+    x = Tensor.normal(10 + h, (n, h, h, c_in))
+    w = Tensor.normal(20 + k, (k, k, c_in // groups, c_out))
+    pad = (F.same_padding(h, k, s), F.same_padding(h, k, s)) if same else ((0, 0), (0, 0))
+    y = F.conv2d(x, w, s, pad, groups)
+    dyr = Tensor.normal(30 + s, y.shape)
+    dx = py.conv2d_grad_input(dyr.data, w.data, x.shape, s, pad, groups)
+    dw = py.conv2d_grad_weight(x.data, dyr.data, w.shape, s, pad, groups)
+    three = (dot(y, dyr), dot(x.data, dx), dot(w.data, dw))
+    adjoint.append(three)
+    print(f"x {x.shape} w {w.shape} stride {s} groups {groups} pad {pad[0]}: "
+          f"<y,dy> {three[0]:.10f}  <x,dx> {three[1]:.10f}  <w,dw> {three[2]:.10f}")
+
+# %% [markdown]
+# Adjointness proves the backward convolutions are the transposes of the forward. A
+# finite-difference check (lesson 03) confirms the forward itself is what autograd
+# differentiates:
+
+# %%
+xs = Tensor.normal(3, (1, 6, 6, 2), requires_grad=True)
+ws = Tensor.normal(4, (3, 3, 2, 3), requires_grad=True)
+err = check_projection(lambda x, w: F.conv2d(x, w, stride=2), [xs, ws])
+print(f"finite differences, stride 2: error {err:.1e}")
+
+# %% [markdown]
+# ## Checks
+
+# %%
+assert grid(y_valid) == [[-4.0, -4.0], [-4.0, -4.0]], "convolution is correlation: no kernel flip"
+assert pads[(224, 3, 2)] == (0, 1) and pads[(224, 3, 1)] == (1, 1), "TF SAME: extra pad at the bottom"
+assert pads[(225, 3, 2)] == (1, 1) and pads[(7, 5, 2)] == (2, 2) and pads[(14, 5, 2)] == (1, 2)
+assert grid(y_tf)[0][0] == 54.0 and grid(y_sym)[0][0] == 14.0, (grid(y_tf), grid(y_sym))
+assert y_tf.shape == y_sym.shape == (1, 2, 2, 1), "same shape, different numbers"
+assert grid(dx_by_hand) == grid(dx_primitive) == grid(xg.grad), "dx = conv(dilated dy, flipped kernel)"
+assert grid(dw_by_hand) == dw_primitive.reshape(3, 3).tolist(), "dw = correlation of padded x with dilated dy"
+for three in adjoint:
+    assert max(three) - min(three) < 1e-9 * max(1.0, abs(three[0])), f"adjointness fails: {three}"
+assert err < 1e-6
+print("ok: lesson 04 checks passed")

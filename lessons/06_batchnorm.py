@@ -1,0 +1,173 @@
+# %% [markdown]
+# # Lesson 06: batch normalisation
+#
+# Every convolution in EfficientNet is followed by batch norm (BN). Per channel c, over
+# the M = N * H * W values of that channel in the batch:
+#
+#     mean_c = sum(x) / M,   var_c = sum((x - mean_c)^2) / M          (biased variance)
+#     xhat   = (x - mean_c) / sqrt(var_c + eps)
+#     y      = gamma_c * xhat + beta_c
+#
+# gamma and beta are trained. TensorFlow's EfficientNet uses eps = 1e-3 and keeps
+# **moving averages** of mean and var with momentum 0.99:
+#
+#     moving = 0.99 * moving + 0.01 * batch_statistic
+#
+# Training normalises with the batch's own statistics; evaluation uses the moving ones
+# (a test image should not depend on the others in its batch).
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+import math
+
+import tinyeffnet.functions as fn
+from tinyeffnet import Tensor, functional as F
+from tinyeffnet.autograd import topological_order
+from tinyeffnet.gradcheck import check_elementwise, check_projection
+from tinyeffnet.nn import BatchNorm2d
+
+# %% [markdown]
+# ## Train mode
+#
+# Two channels over a batch of two 2x2 images: M = 8 values per channel. Channel 0 holds
+# 1..8 (mean 4.5, variance 5.25), channel 1 is 10 times channel 0.
+
+# %%
+x = Tensor([[[[v, 10 * v] for v in (1 + 4 * n + 2 * r, 2 + 4 * n + 2 * r)] for r in range(2)]
+            for n in range(2)])                                        # (2, 2, 2, 2)
+bn = BatchNorm2d(2)
+print("momentum", bn.momentum, "eps", bn.eps)
+y = bn(x)
+ch0 = y.to_flat()[0::2]
+mean0 = sum(ch0) / 8
+var0 = sum((v - mean0) ** 2 for v in ch0) / 8
+print("channel 0 after BN: mean", round(mean0, 12), "variance", round(var0, 6))
+print("by hand: variance 5.25 / (5.25 + 0.001) =", round(5.25 / 5.251, 6))
+print("moving mean after one step:", bn.moving_mean.tolist(), " (0.01 * [4.5, 45])")
+print("moving var after one step: ", bn.moving_var.tolist(), " (0.99 * 1 + 0.01 * [5.25, 525])")
+
+# %% [markdown]
+# The output has mean 0 and variance *slightly below* 1: eps is added to the variance.
+#
+# ## The moving averages are slow
+#
+# After n steps on batches with the same statistics, the moving mean has moved a fraction
+# 1 - 0.99^n of the way from 0 to the batch mean: 63% after 100 steps, 99% after 459. In a
+# short run the moving statistics are still close to their initial values (0 and 1), so
+# evaluation normalises with the wrong numbers and accuracy collapses. That is why the
+# trainer's `default` preset (a few hundred steps on the embedded data) uses momentum 0.9
+# (`tinyeffnet/config.py`), while the `imagenet` preset keeps the paper's 0.99.
+
+# %%
+bn = BatchNorm2d(2)
+for step in range(50):
+    bn(x)
+fraction = bn.moving_mean.tolist()[0] / 4.5
+print(f"after 50 steps the moving mean is {fraction:.1%} of the way there; 1 - 0.99^50 = {1 - 0.99 ** 50:.1%}")
+fast = BatchNorm2d(2, momentum=0.9)
+for step in range(50):
+    fast(x)
+print(f"with momentum 0.9: {fast.moving_mean.tolist()[0] / 4.5:.1%}")
+
+# %% [markdown]
+# ## Eval mode
+#
+# `bn.eval()` switches every module below it to the moving statistics: BN becomes a fixed
+# affine map per channel, y = x * scale + shift with scale = gamma / sqrt(moving_var + eps).
+
+# %%
+bn.eval()
+y_eval = bn(x)
+mm, mv = bn.moving_mean.tolist()[0], bn.moving_var.tolist()[0]
+by_hand = (1.0 - mm) / math.sqrt(mv + 1e-3)
+print("eval output [0,0,0,0]:", y_eval.to_flat()[0], " by hand:", by_hand)
+print(inspect.getsource(F.batch_norm_eval))
+
+# %% [markdown]
+# ## The backward, in closed form
+#
+# We could let autograd differentiate the chain of small ops (mean, subtract, square,
+# mean, add, sqrt, divide, multiply, add). It would be right, but it saves many
+# intermediate arrays and makes the compiled program bigger. Deriving the gradient once
+# by hand gives one `Function`.
+#
+# Write dxhat = dy * gamma. The output depends on x_i directly and through mean and var:
+#
+#     dL/dx_i = dxhat_i * invstd
+#             + dL/dmean * 1/M                          (dmean/dx_i = 1/M)
+#             + dL/dvar * 2 (x_i - mean) / M            (dvar/dx_i, the mean term sums to 0)
+#
+#     dL/dmean = -invstd * sum(dxhat)
+#     dL/dvar  = -1/2 * invstd^3 * sum(dxhat * (x - mean)) = -1/2 * invstd^2 * sum(dxhat * xhat)
+#
+# Substituting and using x_i - mean = xhat_i / invstd:
+#
+#     dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+#
+# and for the affine part, dgamma = sum(dy * xhat), dbeta = sum(dy).
+#
+# Two facts to notice: the gradient is orthogonal to the constant vector (sum(dx) = 0:
+# adding a constant to a channel changes nothing after BN), and, up to the small eps, it
+# is orthogonal to xhat (scaling a channel changes almost nothing either). The library's `BatchNorm` Function also
+# reuses sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma:
+
+# %%
+print(inspect.getsource(fn.BatchNorm.backward))
+
+# %% [markdown]
+# ## Checking it, two ways
+#
+# 1. Against finite differences, through `functional.batch_norm_train` (which computes
+#    the batch statistics and applies the Function).
+
+# %%
+xr = Tensor.normal(5, (2, 3, 3, 4), requires_grad=True)
+gamma = Tensor([1.5, 0.5, -1.0, 2.0], requires_grad=True)
+beta = Tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
+err_fd = check_elementwise(lambda x, g, b: F.batch_norm_train(x, g, b, 1e-3)[0], [xr, gamma, beta])
+print(f"closed form vs finite differences: worst error {err_fd:.1e}")
+
+# %% [markdown]
+# 2. Against autograd of the naive chain of small ops, written here with Tensor methods:
+
+# %%
+def naive_bn(x, g, b, eps=1e-3):
+    centred = x - x.mean(axis=(0, 1, 2), keepdims=True)
+    var = (centred * centred).mean(axis=(0, 1, 2), keepdims=True)
+    return centred * (var + eps) ** -0.5 * g + b
+
+
+dy = Tensor.normal(6, xr.shape)
+grads = {}
+for name, f in (("closed form", lambda x, g, b: F.batch_norm_train(x, g, b, 1e-3)[0]), ("naive chain", naive_bn)):
+    leaves = [Tensor(t.data, requires_grad=True) for t in (xr, gamma, beta)]
+    out = f(*leaves)
+    tape = len(topological_order(out))
+    (out * dy).sum().backward()
+    grads[name] = [t.grad.to_flat() for t in leaves]
+    print(f"{name}: {tape} tensors on the tape")
+largest = max(abs(p - q) for a, b in zip(grads["closed form"], grads["naive chain"]) for p, q in zip(a, b))
+print(f"largest difference between the two gradients: {largest:.1e}")
+dx = grads["closed form"][0]
+sum_dx_channel0 = sum(dx[0::4])
+print(f"sum of dx over channel 0: {sum_dx_channel0:.1e}")
+
+# %% [markdown]
+# ## Checks
+
+# %%
+assert abs(mean0) < 1e-12 and abs(var0 - 5.25 / 5.251) < 1e-9, (mean0, var0)
+assert abs(fraction - (1 - 0.99 ** 50)) < 1e-9, "moving = 0.99 moving + 0.01 batch, 50 times"
+assert abs(fast.moving_mean.tolist()[0] / 4.5 - (1 - 0.9 ** 50)) < 1e-9
+assert abs(y_eval.to_flat()[0] - by_hand) < 1e-12, "eval uses the moving statistics"
+assert err_fd < 1e-6, err_fd
+assert largest < 1e-10, "the closed form equals autograd through the naive chain"
+assert abs(sum_dx_channel0) < 1e-10, "BN's input gradient sums to zero per channel"
+print("ok: lesson 06 checks passed")

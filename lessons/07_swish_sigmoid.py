@@ -1,0 +1,148 @@
+# %% [markdown]
+# # Lesson 07: sigmoid and swish
+#
+# The paper's text says every layer is followed by ReLU. EfficientNet actually uses
+# **swish**, x * sigmoid(x) (also called SiLU), and this project follows the official code.
+# Sigmoid itself appears in the squeeze-and-excitation gate (lesson 08).
+#
+# Two details make these cheap and safe:
+#
+# 1. a sigmoid that cannot overflow for large |x|;
+# 2. a swish backward that keeps only x and recomputes the sigmoid, instead of keeping
+#    both x and sigmoid(x) alive until the backward pass.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+import math
+
+import backends.python_backend as pb
+import tinyeffnet.functions as fn
+from tinyeffnet import Tensor
+from tinyeffnet.gradcheck import check_elementwise
+
+# %% [markdown]
+# ## A stable sigmoid
+#
+# The textbook formula 1 / (1 + exp(-x)) computes exp(1000) for x = -1000: Python's
+# `math.exp` raises OverflowError (NumPy would return inf with a warning). The answer,
+# about 5e-435, is simply 0 in float64. The fix: for negative x use the equivalent
+# exp(x) / (1 + exp(x)), whose exponential cannot overflow there.
+
+# %%
+def textbook_sigmoid(v):
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+try:
+    textbook_sigmoid(-1000.0)
+    overflowed = False
+except OverflowError as e:
+    overflowed = True
+    print("textbook sigmoid(-1000): OverflowError:", e)
+
+print(inspect.getsource(pb._sigmoid))
+s = Tensor([-1000.0, -30.0, 0.0, 30.0, 1000.0]).sigmoid().tolist()
+print("backend sigmoid:", s)
+
+# %% [markdown]
+# The contract names sigmoid as ONE primitive ("stable for both signs") rather than
+# composing it from exp, add and reciprocal, so each backend can use its own stable
+# version (the JAX backend calls `jax.nn.sigmoid`).
+#
+# Its derivative is s (1 - s), computed from the saved output:
+
+# %%
+print(inspect.getsource(fn.Sigmoid))
+
+# %% [markdown]
+# ## Swish and its lean backward
+#
+# swish(x) = x s(x) with s = sigmoid. By the product rule,
+#
+#     swish'(x) = s + x s (1 - s) = s (1 + x (1 - s))
+#
+# The Function keeps only x; the backward recomputes s. One more sigmoid in the backward
+# costs almost nothing next to a convolution, while every saved array of a B0 activation
+# (up to 112 x 112 x 96 values per image) costs memory for the whole forward pass.
+
+# %%
+print(inspect.getsource(fn.Swish))
+
+# %% [markdown]
+# Compare with swish written as the composition `x * x.sigmoid()`: the Sigmoid context
+# keeps its output s, and the Mul context keeps both its inputs, x and s. Two arrays of
+# x's size instead of one. We count the distinct arrays the contexts keep (attributes
+# that hold backend arrays):
+
+# %%
+def saved_arrays(out):
+    """Distinct arrays kept by the contexts on the tape below `out`."""
+    kept, stack, seen = {}, [out], set()
+    while stack:
+        t = stack.pop()
+        if t._ctx is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        for value in vars(t._ctx).values():
+            if isinstance(value, pb.PyArray):
+                kept[id(value)] = value
+        stack.extend(t._ctx.parents)
+    return len(kept)
+
+
+x = Tensor.normal(0, (4, 8), requires_grad=True)
+lean = saved_arrays(x.swish())
+composed = saved_arrays(x * x.sigmoid())
+print("arrays kept for the backward: Swish Function", lean, "| x * sigmoid(x)", composed)
+
+# %% [markdown]
+# ## Checking the derivative
+#
+# Finite differences at generic points, then a number you can check: swish has a single
+# minimum where s (1 + x (1 - s)) = 0, at x = -1.2785 where swish = -0.2785 (the same
+# digits: at the minimum x (1 - s) = -1, so swish = x s = x + 1). We find it by bisection
+# on the gradient that autograd gives.
+
+# %%
+v = Tensor([-6.0, -2.5, -1.0, -0.3, 0.4, 1.7, 5.0], requires_grad=True)
+err = check_elementwise(lambda v: v.swish(), [v])
+print(f"swish gradient vs finite differences: worst error {err:.1e}")
+
+
+def swish_slope(value):
+    t = Tensor(value, requires_grad=True)
+    t.swish().backward()
+    return t.grad.item()
+
+
+lo, hi = -3.0, 0.0  # slope < 0 at -3, > 0 at 0
+for _ in range(60):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if swish_slope(mid) < 0 else (lo, mid)
+x_min = (lo + hi) / 2
+swish_min = Tensor(x_min).swish().item()
+print(f"minimum of swish at x = {x_min:.6f}, value {swish_min:.6f} (x + 1 = {x_min + 1:.6f})")
+
+# %% [markdown]
+# Unlike ReLU, swish is smooth and lets a little negative signal through, and it is
+# non-monotonic just below zero. Its gradient at 0 is 1/2 (ReLU's jumps from 0 to 1).
+#
+# ## Checks
+
+# %%
+assert overflowed, "the textbook formula overflows for x = -1000"
+assert s[0] == 0.0 and s[-1] == 1.0 and s[2] == 0.5, s
+assert abs(s[1] - math.exp(-30) / (1 + math.exp(-30))) < 1e-25
+assert lean == 1, "Swish keeps only its input"
+assert composed == 2, "the composed version keeps x and sigmoid(x)"
+assert err < 1e-6
+assert abs(swish_slope(0.0) - 0.5) < 1e-15
+assert abs(x_min - (-1.278464542761074)) < 1e-9 and abs(swish_min - (x_min + 1)) < 1e-9, (x_min, swish_min)
+print("ok: lesson 07 checks passed")

@@ -1,0 +1,153 @@
+# %% [markdown]
+# # Lesson 08: squeeze-and-excitation
+#
+# A convolution treats all its output channels alike. Squeeze-and-excitation (SE) lets
+# the network re-weight its channels *per image*: a tiny side network looks at the whole
+# feature map and outputs one gate in (0, 1) per channel. The paper under study asks
+# where in the MBConv block this module should sit, or whether it is needed at all.
+#
+# The module (paper Fig. 1d), on an (N, H, W, C) input:
+#
+# 1. **squeeze**: global average pool -> (N, 1, 1, C), one number per channel;
+# 2. **reduce**: 1x1 conv with bias C -> r, then swish (the paper's text says ReLU; the
+#    official EfficientNet uses swish, as everywhere);
+# 3. **expand**: 1x1 conv with bias r -> C, then sigmoid: the gates;
+# 4. **excite**: multiply the input by its gates, broadcast over H and W.
+#
+# The bottleneck width is r = max(1, int(block_input_channels * 0.25)): a quarter of the
+# channels that enter the MBConv *block*, not of the channels the SE module sees.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+
+from backends import get_backend
+from tinyeffnet import Tensor
+from tinyeffnet.efficientnet import SE_RATIO, block_specs
+from tinyeffnet.gradcheck import check_projection
+from tinyeffnet.nn import Conv2d, DepthwiseConv2d, SqueezeExcite, initialize
+
+# %%
+print(inspect.getsource(SqueezeExcite))
+
+# %% [markdown]
+# The two "fully connected" layers are 1x1 convolutions on a 1x1 map: the same thing,
+# and it keeps everything NHWC.
+#
+# ## r in B0
+#
+# In base B0 the SE module sits after the depthwise conv, on the *expanded* channels
+# (in * expand ratio). The first blocks:
+
+# %%
+rows = []
+for i, spec in enumerate(block_specs("base")[:6]):
+    mid = spec.in_channels * spec.expand_ratio
+    r = max(1, int(spec.in_channels * SE_RATIO))
+    rows.append((i, spec.in_channels, mid, r))
+    print(f"block {i}: input {spec.in_channels:>3} channels, SE on {mid:>3} channels, r = {r}")
+
+# %% [markdown]
+# Block 0 (expand ratio 1) squeezes 32 channels through 8; block 1 squeezes 96 expanded
+# channels through only 4, because its input has 16 channels. The `max(1, ...)` matters
+# only for very thin networks (width multipliers below 1), where int(3 * 0.25) would be 0.
+#
+# ## Parameters
+#
+# reduce: C * r weights + r biases; expand: r * C weights + C biases. In all,
+# 2 C r + r + C.
+
+# %%
+se = SqueezeExcite(96, 4)
+n_params = se.num_parameters()
+print("SE(96, r=4):", n_params, "parameters =", "2*96*4 + 4 + 96")
+for name, p in se.named_parameters():
+    print(f"  {name:<15} {p.shape}")
+
+# %% [markdown]
+# ## The gates are per channel
+#
+# Run a module with random weights on a random input. The output divided by the input is
+# the gate: it must be the same at every pixel of one (image, channel), differ between
+# channels and images, and lie in (0, 1).
+
+# %%
+initialize(se, "xavier", seed=0)
+x = Tensor.normal(1, (2, 3, 3, 96))
+y = se(x)
+xs, ys = x.to_flat(), y.to_flat()
+gates = {}
+for index, (a, b) in enumerate(zip(xs, ys)):
+    n, c = index // (3 * 3 * 96), index % 96
+    gates.setdefault((n, c), []).append(b / a)
+spread = max(max(g) - min(g) for g in gates.values())
+first = {key: g[0] for key, g in gates.items()}
+print("image 0, gates of channels 0-4:", [round(first[(0, c)], 4) for c in range(5)])
+print("image 1, gates of channels 0-4:", [round(first[(1, c)], 4) for c in range(5)])
+print(f"largest spread of one gate over the 9 pixels: {spread:.1e}")
+
+# %% [markdown]
+# ## Gradients
+#
+# SE is built from ops we have already checked (mean, conv, swish, sigmoid, a broadcast
+# multiply); its gradient flows through both paths to x: directly through the product
+# and through the gates. A projection check covers all of it, including the biases.
+
+# %%
+small = initialize(SqueezeExcite(6, 2), "xavier", seed=1)
+xg = Tensor.normal(2, (2, 3, 3, 6), requires_grad=True)
+names = [n for n, _ in small.named_parameters()]
+
+
+def se_with(x, *params):
+    with small.bind(dict(zip(names, params))):
+        return small(x)
+
+
+err = check_projection(se_with, [xg] + [Tensor(p.data, requires_grad=True) for p in small.parameters()])
+print(f"SE gradient check (input and all 4 parameters): error {err:.1e}")
+
+# %% [markdown]
+# (`Module.bind` puts given arrays into a module's parameter slots for one call: the same
+# mechanism the JAX training step uses to pass parameters into a compiled function,
+# lesson 12.)
+#
+# ## Almost free in arithmetic
+#
+# SE works on one number per channel, so its MACs are tiny next to the convolutions
+# around it. Block 1 of B0 at 224x224: the depthwise 3x3 conv on 96 channels at 56x56
+# (stride 2 from 112), and the SE module on those 96 channels:
+
+# %%
+meta = get_backend("meta")
+meta.macs = 0
+h = Tensor(meta.full((1, 112, 112, 96), 0.0), meta)
+h = DepthwiseConv2d(96, 3, stride=2, backend="meta")(h)
+dw_macs = meta.macs
+SqueezeExcite(96, 4, backend="meta")(h)
+se_macs = meta.macs - dw_macs
+print(f"depthwise 3x3: {dw_macs:,} MACs; SE: {se_macs:,} MACs ({se_macs / dw_macs:.3%})")
+
+# %% [markdown]
+# It is not free in *parameters* on the deep, wide blocks (lesson 10: SE accounts for
+# 636,540 of B0's 5.29M weights) nor in memory traffic, which is why the paper asks
+# whether every block needs one.
+#
+# ## Checks
+
+# %%
+assert rows[0] == (0, 32, 32, 8) and rows[1] == (1, 16, 96, 4) and rows[3] == (3, 24, 144, 6), rows
+assert max(1, int(3 * SE_RATIO)) == 1, "r never drops to 0"
+assert n_params == 2 * 96 * 4 + 4 + 96 == 868
+assert spread < 1e-12, "one gate per (image, channel), constant over H and W"
+assert all(0.0 < g < 1.0 for g in first.values()), "sigmoid gates lie in (0, 1)"
+assert len({round(g, 12) for g in first.values()}) > 100, "gates differ between channels and images"
+assert err < 1e-6
+assert se_macs == 2 * 96 * 4 == 768 and dw_macs == 56 * 56 * 96 * 9, (se_macs, dw_macs)
+print("ok: lesson 08 checks passed")

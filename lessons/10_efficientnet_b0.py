@@ -1,0 +1,174 @@
+# %% [markdown]
+# # Lesson 10: EfficientNet-B0 and the paper's variants
+#
+# Now the whole network (paper Table I): a 3x3 stride-2 stem conv to 32 channels, 16
+# MBConv blocks in 7 stages, a 1x1 conv to 1280 channels, global average pooling,
+# dropout 0.2 and a fully connected layer to the 1000 classes. Every conv is followed by
+# BN and swish except the blocks' projections (lesson 09).
+#
+# `tinyeffnet/efficientnet.py: build_model(variant, model, num_classes, init, seed)` is
+# the one way to make a network. We run it on the meta backend: full-size B0 at 224x224
+# costs milliseconds, because no number is ever computed.
+
+# %%
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
+ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
+sys.path.insert(0, ROOT)
+
+import inspect
+import math
+
+from tinyeffnet.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, VARIANTS, EfficientNet, block_specs,
+                                     build_model, round_filters, round_repeats)
+from tinyeffnet.nn import init as initializers
+from tinyeffnet.summary import format_table, summarize
+
+# %% [markdown]
+# ## Table I, measured
+#
+# `tinyeffnet/summary.py` runs the real forward pass on the meta backend, stage by stage,
+# and reads off resolutions, channels, parameters and multiply-accumulates
+# (`python -m tinyeffnet.summary` prints the same).
+
+# %%
+base = summarize("base")
+print(format_table(base))
+
+# %% [markdown]
+# Compare with the paper's Table I: the resolution column is each stage's *input*
+# resolution (224, 112, 112, 56, 28, 14, 14, 7, 7), then channels 32, 16, 24, 40, 80, 112,
+# 192, 320, 1280, 1000 and blocks 1, 1, 2, 2, 3, 3, 4, 1. Two facts to take away:
+#
+# - the FC layer (1280 * 1000 + 1000 = 1,281,000) and stage 7 hold over half the weights;
+# - the MACs are spread out: the cheap early layers run at high resolution.
+#
+# 0.386 G MACs for one 224x224 image (convolutions, SE and FC; the usual convention,
+# counting BN, swish and pooling as free).
+#
+# ## Table II: the parameter counts of the seven variants
+#
+# A variant says where SE sits in which blocks (lesson 09): `seend@X` moves it after the
+# projection, `nose@X` removes it, for X = the blocks without a skip (`noskip`), with one
+# (`hasskip`) or `all`.
+
+# %%
+print(inspect.getsource(block_specs))
+
+# %%
+counts = {}
+for variant in VARIANTS:
+    net = EfficientNet(variant, backend="meta")
+    counts[variant] = net.num_parameters()
+    paper_m = PAPER_TABLE2[variant][0]
+    print(f"{variant:<14} {counts[variant]:>10,}  paper {paper_m}M  ({PAPER_TABLE2[variant][3]})")
+
+# %% [markdown]
+# ## Recomputing them by hand
+#
+# Only the SE modules differ between variants. An SE module on C channels with bottleneck
+# r costs 2 C r + r + C (lesson 08), with r = max(1, int(C_in * 0.25)) from the block's
+# input channels; C is the expanded width in * e at "dw" and the output width at "end".
+# So each variant's count is the base count minus, for each changed block, the SE it had
+# plus the SE it gets. From the block list alone:
+
+# %%
+def se_params(channels, block_in):
+    r = max(1, int(block_in * SE_RATIO))
+    return 2 * channels * r + r + channels
+
+
+def variant_count(variant, base_count):
+    total = base_count
+    for spec_base, spec in zip(block_specs("base"), block_specs(variant)):
+        if spec.se_position != "dw":
+            total -= se_params(spec_base.in_channels * spec_base.expand_ratio, spec_base.in_channels)
+            if spec.se_position == "end":
+                total += se_params(spec.out_channels, spec.in_channels)
+    return total
+
+
+by_hand = {v: variant_count(v, counts["base"]) for v in VARIANTS}
+print("by hand:", by_hand)
+se_total = counts["base"] - counts["nose@all"]
+print(f"all 16 SE modules of B0 together: {se_total:,} parameters ({se_total / counts['base']:.1%})")
+
+# %% [markdown]
+# And the base count itself, from Table I's stage list (B0_STAGES) and nothing else:
+# stem 3*3*3*32 + BN; per block [expand 1x1 + BN] + depthwise k*k*mid + BN + SE +
+# project 1x1 + BN; head 1x1 to 1280 + BN; FC with bias. BN has 2 trained values per
+# channel (gamma, beta) and 2 moving statistics that are not trained.
+
+# %%
+total, bn_channels, c_in = 3 * 3 * 3 * 32, 32, 32
+for e, k, s, c_out, repeats in B0_STAGES:
+    for _ in range(repeats):
+        mid = c_in * e
+        expand = (c_in * mid) if e != 1 else 0
+        total += expand + k * k * mid + se_params(mid, c_in) + mid * c_out
+        bn_channels += (mid if e != 1 else 0) + mid + c_out
+        c_in = c_out
+total += c_in * 1280 + 1280 * 1000 + 1000
+bn_channels += 1280
+total += 2 * bn_channels
+print(f"B0 from Table I: {total:,} trainable, {2 * bn_channels:,} BN moving statistics")
+
+# %% [markdown]
+# The paper rounds to 5.29M, 5.16M, ... : all seven of our exact counts round to its
+# numbers, which is good evidence that we built the same networks.
+#
+# ## Initial weights
+#
+# `build_model(..., init="xavier")` (the default, as in the paper) fills every conv and
+# dense kernel with Glorot uniform values in +-sqrt(6 / (fan_in + fan_out)), with
+# TensorFlow's fans: k*k*C_in and k*k*C_out for a conv (k*k*C and k*k for a depthwise
+# kernel, stored as (k, k, C, 1) in TensorFlow). `init="tf"` is the official EfficientNet
+# scheme. Biases start at 0, BN gamma at 1 and beta at 0.
+
+# %%
+print(inspect.getsource(initializers.conv_kernel))
+tiny = build_model("base", num_classes=10, width=0.25, depth=0.1, seed=0)   # pure Python, 127k weights
+stem = tiny.stem_conv
+fan_in, fan_out = stem.fans
+limit = math.sqrt(6.0 / (fan_in + fan_out))
+values = stem.weight.to_flat()
+print(f"stem {stem.weight.shape}: fans {fan_in}, {fan_out}; limit {limit:.4f}; "
+      f"drawn in [{min(values):.4f}, {max(values):.4f}]")
+
+# %% [markdown]
+# ## Compound scaling: B1 to B7
+#
+# The EfficientNet family scales width (channels, rounded to multiples of 8), depth
+# (repeats, rounded up) and resolution together. The same builder makes them all:
+
+# %%
+print(inspect.getsource(round_filters))
+scaled = {}
+for model in ("b1", "b4", "b7"):
+    s = summarize("base", model)
+    scaled[model] = s["params"]
+    print(f"{model}: {s['params']:>11,} parameters, {s['macs'] / 1e9:6.2f} G MACs at {s['image_size']}x{s['image_size']}")
+
+# %% [markdown]
+# ## Checks
+
+# %%
+expected = {"base": 5_288_548, "seend@noskip": 5_159_764, "seend@hasskip": 4_906_788, "seend@all": 4_778_004,
+            "nose@noskip": 5_110_376, "nose@hasskip": 4_830_180, "nose@all": 4_652_008}
+assert counts == expected, f"Table II parameter counts: {counts}"
+assert by_hand == expected, f"hand recomputation: {by_hand}"
+assert total == 5_288_548 and 2 * bn_channels == 42_016 == base["buffers"], (total, bn_channels)
+for variant, n in counts.items():
+    assert round(n / 1e6, 2) == PAPER_TABLE2[variant][0], f"{variant}: {n} does not round to the paper's number"
+assert base["macs"] == 385_814_752 and round(base["macs"] / 1e9, 3) == 0.386, base["macs"]
+assert [r["resolution"][0] for r in base["stages"]] == [224, 112, 112, 56, 28, 14, 14, 7, 7, 1]
+assert [r["channels"] for r in base["stages"]] == [32, 16, 24, 40, 80, 112, 192, 320, 1280, 1000]
+assert [r["blocks"] for r in base["stages"][1:8]] == [1, 2, 2, 3, 3, 4, 1]
+assert base["stages"][-1]["params"] == 1_281_000
+assert se_total == 636_540
+assert (fan_in, fan_out) == (27, 9 * 8) and -limit <= min(values) and max(values) <= limit
+assert scaled == {"b1": 7_794_184, "b4": 19_341_616, "b7": 66_347_960}, scaled
+assert round_repeats(3, 3.1) == 10 and round_filters(32, 2.0) == 64 and round_filters(1280, 1.4) == 1792
+print("ok: lesson 10 checks passed")

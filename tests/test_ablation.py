@@ -1,0 +1,185 @@
+"""The SE ablation runner: one tiny two-variant ablation end to end (trained once per session),
+then its files, exact parameter counts, report arithmetic, resumability and errors."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tinyeffnet.ablation import AblationError, main, parse_variants, plan, run_dir
+from tinyeffnet.config import TrainConfig
+from tinyeffnet.efficientnet import VARIANTS, build_model
+from tinyeffnet.report import build_table, markdown
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_JAX = importlib.util.find_spec("jax") is not None
+
+VARIANTS_RUN = ["base", "nose@all"]
+TINY = ["--data", "default", "--backend", "jax", "--max-steps", "2", "--batch-size", "16", "--image-size", "16",
+        "--eval-examples", "32", "--epochs", "1", "--workers", "0"]
+FACTS_1000 = {"base": 5_288_548, "nose@all": 4_652_008}  # paper: 5.29M and 4.65M
+
+
+def _cli(workdir, *extra, env=None):
+    cmd = [sys.executable, "-m", "tinyeffnet.ablation", "--variants", ",".join(VARIANTS_RUN), "--workdir",
+           str(workdir)] + TINY + list(extra)
+    start = time.time()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    return done, time.time() - start
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory, request):
+    if not HAVE_JAX:
+        pytest.skip("the ablation test trains with --backend jax")
+    workdir = tmp_path_factory.mktemp("ablation")
+    env = dict(os.environ)
+    cache = getattr(request.config, "cache", None)
+    if cache is not None and "JAX_COMPILATION_CACHE_DIR" not in env:
+        # JAX's persistent compilation cache (keyed by program and jax version) in .pytest_cache: the first
+        # session compiles B0 (minutes on a busy 2-core CPU), later ones load the compiled programs.
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache.mkdir("jax-compilation-cache"))
+    done, seconds = _cli(workdir, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(workdir / "table2.json") as f:
+        table = json.load(f)
+    return dict(workdir=workdir, out=done.stdout, table=table, seconds=seconds)
+
+
+def test_files_and_progress(ablation):
+    w = ablation["workdir"]
+    for name in ("table2.md", "table2.json", "table2.png"):
+        assert (w / name).is_file(), name
+    for v in VARIANTS_RUN:
+        folder = w / v / "seed-0"
+        for name in ("summary.json", "config.json", "metrics.jsonl", "curves.png", "ablation-run.json"):
+            assert (folder / name).is_file(), f"{v}/{name}"
+        assert os.listdir(folder / "checkpoints")
+        with open(folder / "config.json") as f:
+            saved = json.load(f)
+        assert (saved["variant"], saved["seed"], saved["max_steps"], saved["image_size"]) == (v, 0, 2, 16)
+        assert f"{v} seed 0: training" in ablation["out"]
+    assert "EfficientNet-B0-noSE@all" in ablation["out"]  # the final table is printed
+
+
+def test_params_exact(ablation):
+    rows = ablation["table"]["variants"]
+    assert list(rows) == VARIANTS_RUN and ablation["table"]["num_classes"] == 10
+    for v in VARIANTS_RUN:
+        assert rows[v]["params"] == build_model(v, num_classes=10, backend="meta").num_parameters()
+        assert rows[v]["params_1000_classes"] == FACTS_1000[v]
+    md = (ablation["workdir"] / "table2.md").read_text()
+    assert "5,288,548" in md and "4,652,008" in md
+
+
+def test_accuracies_and_deltas(ablation):
+    t = ablation["table"]
+    assert t["recipe"]["batch_size"] == 16 and t["recipe"]["eval_examples"] == 32 and t["seeds"] == [0]
+    rows = t["variants"]
+    for v in VARIANTS_RUN:
+        r = rows[v]
+        assert len(r["top1"]) == len(r["top5"]) == 1 and r["steps"] == [2]
+        assert all(0.0 <= a <= 1.0 for a in r["top1"] + r["top5"])
+        assert r["top1"][0] <= r["top5"][0]
+        assert r["top1_mean"] == r["top1"][0] and r["top1_std"] is None  # one seed: no spread
+        assert r["delta_top1"] == pytest.approx(r["top1_mean"] - rows["base"]["top1_mean"], abs=1e-12)
+        assert r["delta_top5"] == pytest.approx(r["top5_mean"] - rows["base"]["top5_mean"], abs=1e-12)
+        assert r["seconds"][0] > 0
+    assert rows["base"]["delta_top1"] == 0.0
+    assert rows["nose@all"]["paper"] == dict(params_m=4.65, top1=75.8, top5=92.7, delta_top1=-1.4, delta_top5=-0.7)
+
+
+def test_markdown_has_both_variants_and_paper(ablation):
+    md = (ablation["workdir"] / "table2.md").read_text()
+    header = "| Model | Block arch. | #Params | Top-1 | Top-5 |"
+    assert header in md
+    for text in ("EfficientNet-B0 |", "EfficientNet-B0-noSE@all", "Fig. 1a", "Fig. 1b",
+                 "5.29M", "77.2", "93.4", "4.65M", "75.8", "92.7", "-1.4", "no error bars"):
+        assert text in md, text
+
+
+def test_png_opens(ablation):
+    with Image.open(ablation["workdir"] / "table2.png") as image:
+        image.verify()
+    with Image.open(ablation["workdir"] / "table2.png") as image:
+        assert image.format == "PNG" and image.convert("L").getextrema()[0] < 128
+
+
+def test_rerun_trains_nothing(ablation):
+    w = ablation["workdir"]
+    summaries = [w / v / "seed-0" / "summary.json" for v in VARIANTS_RUN]
+    before = [p.stat().st_mtime_ns for p in summaries]
+    done, seconds = _cli(w)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("not trained again") == 2 and ": training" not in done.stdout
+    assert [p.stat().st_mtime_ns for p in summaries] == before
+    assert seconds < 30, f"a rerun with nothing to train took {seconds:.0f} s"
+    with open(w / "table2.json") as f:
+        assert json.load(f)["variants"]["nose@all"]["top1"] == ablation["table"]["variants"]["nose@all"]["top1"]
+
+
+def test_other_recipe_is_refused_not_overwritten(ablation):
+    w = ablation["workdir"]
+    before = (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns
+    done, _ = _cli(w, "--lr", "0.3")
+    assert done.returncode == 2
+    assert "another recipe" in done.stderr and "lr: trained 0.2, requested 0.3" in done.stderr
+    assert (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns == before
+
+
+def test_interrupted_run_resumes(ablation, tmp_path):
+    """A run folder with a checkpoint but no summary.json (killed after its last save) is resumed."""
+    src = ablation["workdir"] / "base" / "seed-0"
+    shutil.copytree(src, tmp_path / "base" / "seed-0")
+    os.remove(tmp_path / "base" / "seed-0" / "summary.json")
+    with open(src / "config.json") as f:
+        saved = json.load(f)
+    fields = {k: saved[k] for k in TrainConfig.__dataclass_fields__ if k in saved}
+    cfg = TrainConfig(**dict(fields, workdir=run_dir(str(tmp_path), "base", 0), resume=False))
+    state, checkpoint = plan(cfg)
+    assert state == "resume" and checkpoint.endswith(".safetensors")
+    assert plan(TrainConfig(**dict(fields, workdir=str(src))))[0] == "done"
+    assert plan(TrainConfig(**dict(fields, workdir=str(tmp_path / "nothing"))))[0] == "fresh"
+
+
+# ---------------------------------------------------------------- no training below
+def test_unknown_variant_is_one_clear_line(tmp_path, capsys):
+    assert main(["--variants", "base,se@nowhere", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'se@nowhere'" in err
+    assert all(v in err for v in VARIANTS)
+    assert not os.listdir(tmp_path)
+
+
+def test_variant_names():
+    assert parse_variants("all") == list(VARIANTS)
+    assert parse_variants("nose@all, EfficientNet-B0-SEend@noskip,base,base") == ["base", "seend@noskip", "nose@all"]
+    with pytest.raises(AblationError):
+        parse_variants(" , ")
+
+
+def _fake_runs(spread):
+    shifts = {"base": 0.0, "seend@all": -0.05, "nose@noskip": -0.001}
+    return {v: [dict(seed=s, top1=0.8 + d + spread * (s - 1), top5=0.95 + d, seconds=1.0)
+                for s in range(3)] for v, d in shifts.items()}
+
+
+def test_report_separates_real_differences_from_spread(tmp_path):
+    runs = _fake_runs(0.01)
+    recipe = dict(TrainConfig(lr=0.2, warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.1, dropout=0.2,
+                              drop_connect=0.2, bn_momentum=0.9, batch_size=16, image_size=16, epochs=1).__dict__)
+    t = build_table(runs, list(runs), recipe, 10)
+    big, small = t["variants"]["seend@all"], t["variants"]["nose@noskip"]
+    assert big["top1_std"] == pytest.approx(0.01) and big["delta_top1"] == pytest.approx(-0.05)
+    assert big["delta_top1_exceeds_spread"] is True and small["delta_top1_exceeds_spread"] is False
+    md = markdown(t)
+    larger, within = md.split("Larger than the spread:")[1].split("Within the spread")
+    assert "SEend@all" in larger and "noSE@noskip" not in larger and "noSE@noskip" in within
+    assert "80.00 ± 1.00" in md
+    one = build_table({v: r[:1] for v, r in runs.items()}, list(runs), recipe, 10)
+    assert "no error bars" in markdown(one) and one["variants"]["seend@all"]["delta_top1_exceeds_spread"] is None

@@ -1,0 +1,179 @@
+"""The trainer end to end on the embedded data, with a small network so JAX compiles fast:
+outputs, resume on the same trajectory, kill -9 safety, NaN stop, cross-backend checkpoints,
+evaluate / predict, and one-line errors."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("jax")
+
+from tinyeffnet.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--backend", "jax", "--variant", "base", "--width", "0.25", "--depth", "0.1", "--image-size", "16",
+         "--batch-size", "16", "--epochs", "1", "--eval-examples", "64", "--workers", "0", "--log-every", "1"]
+
+
+def run(args, timeout=600, **kw):
+    return subprocess.run([sys.executable, "-m"] + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          **kw)
+
+
+def train(workdir, *extra, timeout=600):
+    out = run(["tinyeffnet.train"] + SMALL + ["--workdir", str(workdir)] + list(extra), timeout)
+    return out
+
+
+def params_of(path):
+    from backends import get_backend
+    tensors, state = load_checkpoint(path, get_backend("python"))
+    return {k: get_backend("python").to_flat(v) for k, v in tensors.items() if not k.startswith("opt/")}, state
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run") / "w"
+    out = train(workdir, "--max-steps", "6", "--checkpoint-every", "3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir, out
+
+
+def test_a_run_writes_metrics_plot_summary_and_checkpoints(finished_run):
+    workdir, out = finished_run
+    summary = json.load(open(workdir / "summary.json"))
+    assert {"top1", "top5", "images_per_s", "seconds"} <= set(summary)
+    assert 0.0 <= summary["top1"] <= summary["top5"] <= 1.0 and summary["steps"] == 6
+    records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert all({"loss", "lr", "top1", "top5", "images_per_s"} <= set(r) for r in steps)
+    assert any(r["kind"] == "epoch" and "eval_top1" in r for r in records)
+    from PIL import Image
+    assert Image.open(workdir / "curves.png").size[0] > 400
+    assert latest_checkpoint(workdir / "checkpoints").endswith("step-00000006.safetensors")
+    assert (workdir / "checkpoints" / "best.safetensors").exists()
+    last_line = out.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("done: base top-1 "), last_line
+    assert "it/s" in out.stderr or "step/s" in out.stderr or "s/step" in out.stderr  # tqdm progress
+
+
+def test_resume_continues_the_same_trajectory(finished_run, tmp_path):
+    reference, _ = finished_run
+    first = train(tmp_path / "r", "--max-steps", "3", "--checkpoint-every", "3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = train(tmp_path / "r", "--max-steps", "6", "--checkpoint-every", "3", "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout
+    want, _ = params_of(latest_checkpoint(reference / "checkpoints"))
+    got, state = params_of(latest_checkpoint(tmp_path / "r" / "checkpoints"))
+    assert state["step"] == 6
+    for name, values in want.items():
+        assert got[name] == values, f"{name} differs after resume"
+    steps = [json.loads(l)["step"] for l in open(tmp_path / "r" / "metrics.jsonl") if '"kind": "step"' in l]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_kill_9_leaves_a_loadable_checkpoint(tmp_path):
+    workdir = tmp_path / "k"
+    cmd = [sys.executable, "-m", "tinyeffnet.train"] + SMALL + ["--workdir", str(workdir), "--max-steps", "400",
+                                                                "--checkpoint-every", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while latest_checkpoint(workdir / "checkpoints") is None:
+            assert time.time() < deadline and proc.poll() is None, "no checkpoint was written"
+            time.sleep(0.2)
+        time.sleep(random.uniform(0.0, 1.5))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    path = latest_checkpoint(workdir / "checkpoints")
+    tensors, state = params_of(path)
+    assert state["step"] >= 1 and tensors
+    resumed = train(workdir, "--max-steps", str(state["step"] + 1), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_a_nan_loss_stops_with_a_clear_message(tmp_path):
+    out = train(tmp_path / "n", "--max-steps", "50", "--checkpoint-every", "1", "--lr", "1e12",
+                "--warmup-epochs", "0")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became nan") or last.startswith("error: the loss became inf"), last
+    kept = latest_checkpoint(tmp_path / "n" / "checkpoints")
+    if kept is not None:
+        params, _ = params_of(kept)
+        assert all(v == v for values in params.values() for v in values), "a checkpoint holds NaN"
+
+
+def test_jax_checkpoint_predicts_the_same_classes_on_the_python_backend(finished_run):
+    from array import array
+
+    from backends import get_backend
+    from data_tools import Loader, open_dataset
+    from tinyeffnet import Tensor
+    from tinyeffnet.evaluate import load_model
+    workdir, _ = finished_run
+    batch = next(iter(Loader(open_dataset("default", "eval", 16), 8).batches(0)))
+    classes = []
+    for name in ("jax", "python"):
+        b = get_backend(name)
+        net, _ = load_model(str(workdir), name)
+        x = b.from_flat(list(batch.images), (8, 16, 16, 3), "float32" if name == "jax" else "float64")
+        logits = Tensor(net(Tensor(x, b)).data, b).tolist()
+        classes.append([row.index(max(row)) for row in logits])
+    assert classes[0] == classes[1]
+
+
+def test_evaluate_and_predict_clis(finished_run, tmp_path):
+    workdir, _ = finished_run
+    out = run(["tinyeffnet.evaluate", "--checkpoint", str(workdir), "--data", "default", "--json", "--limit", "100"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result["images"] == 100 and 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    from PIL import Image
+    image = tmp_path / "shirt.png"
+    Image.new("L", (40, 40), 30).save(image)
+    out = run(["tinyeffnet.predict", "--checkpoint", str(workdir), str(image), "--json", "--backend", "python"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    top = json.loads(out.stdout)[0]["top"]
+    assert len(top) == 5 and abs(sum(t["probability"] for t in top) - 1.0) < 0.5
+    assert top[0]["name"] in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                              "Bag", "Ankle boot")
+
+
+def _one_line_error(out, needle):
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert needle in out.stderr.strip().splitlines()[-1], out.stderr[-2000:]
+
+
+def test_clear_errors(finished_run, tmp_path):
+    workdir, _ = finished_run
+    _one_line_error(train(tmp_path / "a", "--data", "imagenet:/no/such/dir"), "does not exist")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(train(tmp_path / "b", "--data", str(tmp_path / "empty")), "is empty")
+    _one_line_error(run(["tinyeffnet.train", "--variant", "seend@middle"]), "unknown variant 'seend@middle'")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint at all")
+    _one_line_error(run(["tinyeffnet.evaluate", "--checkpoint", str(junk)]), "is not a readable tinyeffnet checkpoint")
+    other = run(["tinyeffnet.train"] + SMALL + ["--workdir", str(workdir), "--variant", "nose@all", "--resume"])
+    _one_line_error(other, "is a checkpoint of variant 'base'")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    odd = run(["tinyeffnet.train"] + SMALL + ["--workdir", str(tmp_path / "c"), "--batch-size", "12"], env=env)
+    _one_line_error(odd, "--batch-size 12 is not divisible by the 8 devices")
+
+
+def test_python_backend_runs_end_to_end(tmp_path):
+    out = run(["tinyeffnet.train", "--backend", "python", "--variant", "nose@all", "--width", "0.25", "--depth", "0.1",
+               "--image-size", "16", "--batch-size", "4", "--max-steps", "2", "--eval-examples", "8",
+               "--workdir", str(tmp_path / "p")])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.load(open(tmp_path / "p" / "summary.json"))
+    assert summary["backend"] == "python" and summary["eval_images"] == 8 and summary["steps"] == 2

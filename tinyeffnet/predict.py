@@ -1,0 +1,69 @@
+"""`python -m tinyeffnet.predict --checkpoint PATH IMAGE...`: the top classes of each image.
+
+Each image is prepared the way the checkpoint's training data was evaluated (recorded in
+the checkpoint), then the model runs in eval mode on the chosen backend.
+"""
+import argparse
+import json
+import sys
+
+from data_tools import DataError
+from data_tools.spec import eval_image_bytes
+
+from .checkpoint import CheckpointError
+from .evaluate import load_model
+from .functional import softmax
+from .tensor import Tensor
+
+
+def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
+    from backends import get_backend
+    net, state = load_model(checkpoint, backend, use_ema)
+    b = get_backend(backend)
+    size = int(state.get("image_size") or net.default_image_size)
+    names = state.get("class_names") or [str(i) for i in range(net.num_classes)]
+    data = state.get("data", "default")
+    results = []
+    for path in images:
+        pixels = eval_image_bytes(data, path, size)
+        x = Tensor(b.from_flat(_floats(pixels), (1, size, size, 3), "float64" if backend == "python" else "float32"),
+                   b)
+        probs = softmax(net(x)).to_flat()
+        best = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
+        results.append(dict(image=path, top=[dict(class_index=i, name=names[i], probability=probs[i]) for i in best]))
+    return results
+
+
+def _floats(raw):
+    from array import array
+    values = array("f")
+    values.frombytes(raw)
+    return values
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tinyeffnet.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--backend", default="jax", help="jax (default) or python")
+    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    args = p.parse_args(argv)
+    try:
+        results = predict(args.checkpoint, args.images, args.backend, args.top, args.ema)
+    except (ValueError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['probability']:7.2%}  {t['name']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""The SE ablation's report: the paper's Table II beside ours, as JSON, Markdown and a PNG.
+
+`build_table(runs, ...)` turns finished runs into one JSON-ready object (per variant: exact
+parameter counts, top-1/top-5 per seed, mean, std, difference to base, the paper's figures,
+throughput, time, memory); `write_report(table, directory)` writes table2.json, table2.md
+and table2.png from it. Pure functions of their inputs: no training, no JAX.
+
+Accuracies are fractions (0..1) in the JSON, percentages in the Markdown and the chart;
+the paper's figures are percentages everywhere (as printed in the paper).
+"""
+import json
+import math
+import os
+import statistics
+import uuid
+
+from PIL import Image, ImageDraw
+
+from .efficientnet import PAPER_TABLE2, VARIANTS, build_model
+from .plot import _AXIS, _BLUE, _GREEN, _GRID, _MUTED, _ORANGE, _PURPLE, _RED, _TEXT, _Panel, _fmt, _font, \
+    _nice_ticks, _range
+
+BASE = "base"
+SPREAD_FACTOR = 2.0  # a difference "exceeds the spread" when |delta| > 2 x combined std
+CHART_SIZE = (1200, 620)
+_COLORS = {"base": _BLUE, "seend@noskip": (255, 187, 120), "seend@hasskip": _ORANGE, "seend@all": _RED,
+           "nose@noskip": (152, 223, 138), "nose@hasskip": _GREEN, "nose@all": _PURPLE}
+
+
+def model_name(variant, model="b0"):
+    """'nose@all' -> 'EfficientNet-B0-noSE@all', as the paper's Table II spells it (less its typo)."""
+    head = f"EfficientNet-{model.upper()}"
+    if variant == BASE:
+        return head
+    kind, where = variant.split("@")
+    return f"{head}-{'SEend' if kind == 'seend' else 'noSE'}@{where}"
+
+
+def parameter_counts(variant, model="b0", num_classes=1000, width=None, depth=None):
+    """Exact trainable parameters, counted on the meta backend (shapes only: milliseconds)."""
+    options = {k: v for k, v in (("width", width), ("depth", depth)) if v is not None}
+    return build_model(variant, model, num_classes, backend="meta", **options).num_parameters()
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+def _std(values):
+    """Sample standard deviation over seeds (n - 1); None for fewer than two runs."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _present(values):
+    return [v for v in values if v is not None]
+
+
+def build_table(runs, variants, recipe, num_classes, model="b0", width=None, depth=None, failed=(), notes=()):
+    """One JSON-ready object. `runs`: {variant: [run, ...]}, a run being a dict with seed, top1, top5
+    (fractions) and optionally images_per_s, seconds, steps, peak_bytes_in_use, host_peak_rss_bytes."""
+    per_variant = {}
+    for v in variants:
+        rs = sorted(runs.get(v, []), key=lambda r: r["seed"])
+        top1, top5 = [r["top1"] for r in rs], [r["top5"] for r in rs]
+        paper = PAPER_TABLE2[v]
+        peaks = [r.get("peak_bytes_in_use") for r in rs]
+        rss = [r.get("host_peak_rss_bytes") for r in rs]
+        speeds = [r.get("images_per_s") for r in rs]
+        per_variant[v] = dict(
+            model_name=model_name(v, model), block_arch=paper[3],
+            params=parameter_counts(v, model, num_classes, width, depth) if num_classes else None,
+            params_1000_classes=parameter_counts(v, model, 1000, width, depth),
+            seeds=[r["seed"] for r in rs], top1=top1, top5=top5,
+            top1_mean=_mean(top1), top1_std=_std(top1), top5_mean=_mean(top5), top5_std=_std(top5),
+            steps=[r.get("steps") for r in rs],
+            images_per_s=speeds, images_per_s_mean=_mean(_present(speeds)),
+            seconds=[r.get("seconds") for r in rs],
+            peak_bytes_in_use=peaks if any(p is not None for p in peaks) else None,
+            host_peak_rss_bytes=rss if any(p is not None for p in rss) else None,
+            paper=dict(params_m=paper[0], top1=paper[1], top5=paper[2],
+                       delta_top1=round(paper[1] - PAPER_TABLE2[BASE][1], 2),
+                       delta_top5=round(paper[2] - PAPER_TABLE2[BASE][2], 2)))
+    base = per_variant.get(BASE)
+    for v, row in per_variant.items():
+        row.update(delta_top1=None, delta_top5=None, delta_top1_combined_std=None, delta_top1_exceeds_spread=None)
+        if base is None or not row["top1"] or not base["top1"]:
+            continue
+        row["delta_top1"] = row["top1_mean"] - base["top1_mean"]
+        row["delta_top5"] = row["top5_mean"] - base["top5_mean"]
+        if v != BASE and row["top1_std"] is not None and base["top1_std"] is not None:
+            combined = math.sqrt(row["top1_std"] ** 2 + base["top1_std"] ** 2)
+            row["delta_top1_combined_std"] = combined
+            row["delta_top1_exceeds_spread"] = abs(row["delta_top1"]) > SPREAD_FACTOR * combined
+    seeds = sorted({s for row in per_variant.values() for s in row["seeds"]})
+    return dict(
+        title="Table II: SE modules in EfficientNet, paper vs tinyeffnet",
+        recipe=recipe, model=model, num_classes=num_classes, seeds=seeds,
+        units=dict(top1="fraction of eval images (0..1)", paper="percent, ImageNet, as printed in the paper",
+                   params="trainable parameters at num_classes; params_1000_classes: same network with "
+                          "the 1000-class ImageNet head, the paper's setting"),
+        spread_rule=(f"|delta_top1| > {SPREAD_FACTOR:g} x sqrt(std_variant^2 + std_base^2), sample std over "
+                     "seeds; null with fewer than two seeds"),
+        variants=per_variant, failed=list(failed), notes=list(notes))
+
+
+# ------------------------------------------------------------------ Markdown
+def _pct(x, std=None):
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def _signed(x, scale=100.0, digits=2):
+    return "n/a" if x is None else f"{scale * x:+.{digits}f}"
+
+
+def _mib(n):
+    return f"{n / 2 ** 20:,.0f} MiB"
+
+
+def _recipe_line(table):
+    r = table["recipe"]
+    steps = f", max {r['max_steps']} steps" if r.get("max_steps") else ""
+    return (f"data `{r.get('data')}` ({table['num_classes']} classes), {table['model']}, "
+            f"{r.get('image_size')}x{r.get('image_size')}, batch {r.get('batch_size')}, "
+            f"{r.get('epochs')} epoch{'' if r.get('epochs') == 1 else 's'}{steps}, "
+            f"lr {r.get('lr'):g}, warmup {r.get('warmup_epochs'):g} epochs, weight decay {r.get('weight_decay'):g}, "
+            f"label smoothing {r.get('label_smoothing'):g}, dropout {r.get('dropout'):g}, "
+            f"drop-connect {r.get('drop_connect'):g}, BN momentum {r.get('bn_momentum'):g}, init {r.get('init')}, "
+            f"backend {r.get('backend')}, eval on {r.get('eval_examples') or 'all'} images; "
+            f"seeds {', '.join(map(str, table['seeds'])) or 'none'} (the same for every variant)")
+
+
+def markdown_table(table):
+    """The comparison table alone (printed at the end of a run)."""
+    multi = len(table["seeds"]) > 1
+    head = ("| Model | Block arch. | #Params | Top-1 | Top-5 | Δ Top-1 | Δ Top-5 "
+            "| Paper #Params (ours at 1000 classes) | Paper Top-1 | Paper Δ Top-1 | Paper Top-5 |")
+    lines = [head, "|" + "---|" * 2 + "---:|" * 9]
+    for v, row in table["variants"].items():
+        p = row["paper"]
+        params = "n/a" if row["params"] is None else f"{row['params']:,}"
+        is_base = v == BASE
+        lines.append(
+            f"| {row['model_name']} | {row['block_arch']} | {params} "
+            f"| {_pct(row['top1_mean'], row['top1_std'] if multi else None)} "
+            f"| {_pct(row['top5_mean'], row['top5_std'] if multi else None)} "
+            f"| {'—' if is_base else _signed(row['delta_top1'])} "
+            f"| {'—' if is_base else _signed(row['delta_top5'])} "
+            f"| {p['params_m']:.2f}M ({row['params_1000_classes']:,}) | {p['top1']:.1f} "
+            f"| {'—' if is_base else format(p['delta_top1'], '+.1f')} | {p['top5']:.1f} |")
+    return "\n".join(lines)
+
+
+def _spread_section(table):
+    rows = {v: r for v, r in table["variants"].items() if v != BASE}
+    if BASE not in table["variants"] or not table["variants"][BASE]["top1"]:
+        return ["No finished base run: no differences to base."]
+    if len(table["seeds"]) < 2:
+        return ["One seed per variant: the differences to base carry no error bars. A short run's "
+                "seed-to-seed spread can be as large as these differences; rerun with `--seeds 3` "
+                "(or more) to tell which differences are real."]
+    big = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"]]
+    small = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"] is False]
+    unknown = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"] is None]
+
+    def item(v):
+        r = rows[v]
+        return (f"{model_name(v, table['model'])}: Δ top-1 {_signed(r['delta_top1'])} points, "
+                f"2 x combined std {200 * r['delta_top1_combined_std']:.2f}")
+
+    out = [f"Rule: a difference to base counts when |Δ top-1| > {SPREAD_FACTOR:g} x sqrt(std_variant² + "
+           f"std_base²) (sample std over {len(table['seeds'])} seeds, same seeds for every variant)."]
+    out += ["", "Larger than the spread:"] + ([f"- {item(v)}" for v in big] or ["- none"])
+    out += ["", "Within the spread (not distinguishable from base with these seeds):"]
+    out += [f"- {item(v)}" for v in small] or ["- none"]
+    if unknown:
+        out += ["", "Fewer than two finished seeds, not judged: " + ", ".join(unknown)]
+    return out
+
+
+def _cost_section(table):
+    lines = ["| Model | images/s | seconds per run | peak memory |", "|---|---:|---:|---:|"]
+    for v, row in table["variants"].items():
+        speed = row["images_per_s_mean"]
+        secs = _present(row["seconds"])
+        if row["peak_bytes_in_use"]:
+            memory = _mib(max(_present(row["peak_bytes_in_use"]))) + " (device)"
+        elif row["host_peak_rss_bytes"]:
+            memory = _mib(max(_present(row["host_peak_rss_bytes"]))) + " (host RSS)"
+        else:
+            memory = "n/a"
+        lines.append(f"| {row['model_name']} | {'n/a' if not speed else f'{speed:,.1f}'} "
+                     f"| {'n/a' if not secs else f'{_mean(secs):,.0f}'} | {memory} |")
+    return lines
+
+
+def markdown(table):
+    out = [f"# {table['title']}", "", "Recipe: " + _recipe_line(table), "",
+           "Top-1 / Top-5: eval accuracy in percent" + (" (mean ± sample std over seeds)" if len(table["seeds"]) > 1
+                                                        else " (one seed)")
+           + "; Δ: difference to base in percentage points; #Params: exact trainable count of the network "
+           f"trained here ({table['num_classes']} classes). Paper columns: ImageNet, 350 epochs at 224x224; "
+           "in brackets our exact count of the same network with the 1000-class head.", "",
+           markdown_table(table), "", "## Differences to base", ""]
+    out += _spread_section(table)
+    out += ["", "## Cost", ""] + _cost_section(table)
+    notes = list(table["notes"])
+    for f in table["failed"]:
+        notes.append(f"{f['variant']} seed {f['seed']} did not finish: {f['error']}")
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ chart
+class _ScatterPanel(_Panel):
+    """plot._Panel with real-valued axes and our own axis labels (plot's axes() is per-step)."""
+
+    def axes(self, xs, ys, xlabel, ylabel):
+        self.xlo, self.xhi = _range(xs, pad=0.15)
+        self.ylo, self.yhi = _range(ys, pad=0.12)
+        x0, y0, x1, y1 = self.box
+        d, small = self.draw, self.fonts["small"]
+        ticks, step = _nice_ticks(self.ylo, self.yhi, most=6)
+        for v in ticks:
+            if self.ylo <= v <= self.yhi:
+                y = self.py(v)
+                d.line([(x0, y), (x1, y)], fill=_GRID)
+                d.text((x0 - 6, y), _fmt(v, step), fill=_TEXT, font=small, anchor="rm")
+        ticks, step = _nice_ticks(self.xlo, self.xhi, most=6)
+        for v in ticks:
+            if self.xlo <= v <= self.xhi:
+                x = self.px(v)
+                d.line([(x, y0), (x, y1)], fill=_GRID)
+                d.line([(x, y1), (x, y1 + 4)], fill=_AXIS)
+                d.text((x, y1 + 7), _fmt(v, step), fill=_TEXT, font=small, anchor="ma")
+        d.rectangle(self.box, outline=_AXIS)
+        d.text(((x0 + x1) / 2, y1 + 26), xlabel, fill=_MUTED, font=small, anchor="ma")
+        d.text((x0 + 4, y0 - 4), ylabel, fill=_MUTED, font=small, anchor="ld")
+
+    def error_bar(self, x, y, err, color):
+        cx, top, bottom = self.px(x), self.py(y + err), self.py(y - err)
+        self.draw.line([(cx, top), (cx, bottom)], fill=color, width=2)
+        for yy in (top, bottom):
+            self.draw.line([(cx - 5, yy), (cx + 5, yy)], fill=color, width=2)
+
+    def hline(self, y, color, label):
+        x0, _, x1, _ = self.box
+        py = self.py(y)
+        for sx in range(int(x0), int(x1), 12):  # dashed
+            self.draw.line([(sx, py), (min(sx + 6, x1), py)], fill=color, width=1)
+        self.draw.text((x0 + 4, py - 2), label, fill=color, font=self.fonts["small"], anchor="ld")
+
+    def labels(self, points, errors=None):
+        """Name each point, trying spots around it until the text overlaps no marker, error bar or
+        earlier label. `errors`: the error-bar half-heights of the points, if any."""
+        errors = errors or [0.0] * len(points)
+        placed = [(self.px(x) - 7, self.py(y + e) - 7, self.px(x) + 7, self.py(y - e) + 7)
+                  for (x, y, _, _), e in zip(points, errors)]
+        x0, y0, x1, y1 = self.box
+        font = self.fonts["small"]
+        for x, y, text, color in points:
+            cx, cy = self.px(x), self.py(y)
+            w = self.draw.textlength(text, font=font)
+            h = 14
+            spots = [(cx + 8, cy - h / 2), (cx - 8 - w, cy - h / 2), (cx - w / 2, cy - 10 - h),
+                     (cx - w / 2, cy + 10)]
+            spots += [(sx, cy - h / 2 + k * dy) for k in range(1, 6) for dy in (h + 2, -(h + 2))
+                      for sx in (cx + 8, cx - 8 - w)]
+            chosen = spots[0]
+            for sx, sy in spots:
+                box = (sx, sy, sx + w, sy + h)
+                inside = box[0] >= x0 + 2 and box[2] <= x1 - 2 and box[1] >= y0 + 2 and box[3] <= y1 - 2
+                if inside and not any(_overlap(box, b) for b in placed):
+                    chosen = (sx, sy)
+                    break
+            box = (chosen[0], chosen[1], chosen[0] + w, chosen[1] + h)
+            placed.append(box)
+            self.draw.text((chosen[0], chosen[1]), text, fill=color, font=font)
+
+
+def _overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _darker(color):
+    return tuple(int(c * 0.7) for c in color)
+
+
+def plot_table(table, path):
+    """Top-1 against parameters: ours (error bars: ±1 std over seeds) beside the paper's. Atomic write."""
+    image = Image.new("RGB", CHART_SIZE, "white")
+    draw = ImageDraw.Draw(image)
+    fonts = {"small": _font(13), "title": _font(16), "figure": _font(20)}
+    w, h = CHART_SIZE
+    draw.text((w / 2, 12), "SE ablation (Table II): top-1 accuracy vs parameters", fill=_TEXT,
+              font=fonts["figure"], anchor="ma")
+    rows = table["variants"]
+    multi = len(table["seeds"]) > 1
+    top = 44
+    foot = 24
+
+    ours = _ScatterPanel(draw, (0, top, w // 2, h - foot),
+                         f"ours: {table['num_classes']} classes, {len(table['seeds'])} seed{'s' if multi else ''}", fonts)
+    pts = [(v, r["params"] / 1e6, 100 * r["top1_mean"], 100 * (r["top1_std"] or 0.0) if multi else 0.0)
+           for v, r in rows.items() if r["top1_mean"] is not None and r["params"] is not None]
+    if pts:
+        ours.axes([p[1] for p in pts], [p[2] + p[3] for p in pts] + [p[2] - p[3] for p in pts],
+                  "parameters (millions)", "top-1 (%)")
+        if BASE in rows and rows[BASE]["top1_mean"] is not None:
+            ours.hline(100 * rows[BASE]["top1_mean"], _MUTED, "base")
+        for v, x, y, err in pts:
+            if err:
+                ours.error_bar(x, y, err, _COLORS[v])
+            ours.markers([(x, y)], _COLORS[v], r=6)
+        ours.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y, _ in pts], [e for *_, e in pts])
+    else:
+        ours.empty("no finished runs")
+
+    paper = _ScatterPanel(draw, (w // 2, top, w, h - foot), "paper: ImageNet, 1000 classes", fonts)
+    ppts = [(v, r["paper"]["params_m"], r["paper"]["top1"]) for v, r in rows.items()]
+    paper.axes([p[1] for p in ppts], [p[2] for p in ppts], "parameters (millions)", "top-1 (%)")
+    if BASE in rows:
+        paper.hline(rows[BASE]["paper"]["top1"], _MUTED, "base")
+    for v, x, y in ppts:
+        paper.markers([(x, y)], _COLORS[v], r=6)
+    paper.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y in ppts])
+    note = ("error bars: ±1 sample std over seeds" if multi else
+            "one seed per variant: no error bars") + "; dashed line: base"
+    draw.text((w / 2, h - 6), note, fill=_MUTED, font=fonts["small"], anchor="md")
+    _atomic_write(path, lambda f: image.save(f, format="PNG"), binary=True)
+    return path
+
+
+# ------------------------------------------------------------------ files
+def _atomic_write(path, write, binary=False):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(table, directory):
+    """table2.json, table2.md and table2.png in `directory`; returns their paths."""
+    paths = {k: os.path.join(directory, f"table2.{k}") for k in ("json", "md", "png")}
+    _atomic_write(paths["json"], lambda f: json.dump(table, f, indent=1))
+    _atomic_write(paths["md"], lambda f: f.write(markdown(table)))
+    plot_table(table, paths["png"])
+    return paths
+
+
+assert set(_COLORS) == set(VARIANTS) == set(PAPER_TABLE2)
