@@ -72,3 +72,31 @@ def open_dataset(spec, split, image_size, training=None, autoaugment=False):
                             "flip + translation; drop the AutoAugment option")
         return open_fashion_mnist(directory, split, image_size, training, description=f"{spec} ({split})")
     return open_image_folder(directory, split, image_size, training, autoaugment, description=f"{spec} ({split})")
+
+
+def eval_image_bytes(spec, path, image_size):
+    """One image file prepared exactly as the eval split of `spec` prepares its images.
+
+    For predictions on new files: float32 NHWC bytes of shape (image_size, image_size, 3).
+    Fashion-MNIST models see a grayscale image resized to image_size; photo models the
+    eval center crop. Raises DataError for a file that is not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from .augment import imagenet_eval_image
+    from .errors import UnreadableImage
+    from .fashion_mnist import PIXEL_MEAN, PIXEL_STD
+    from .imagenet import IMAGENET_MEAN, IMAGENET_STD
+    from .pixels import Normalizer
+
+    kind, _ = parse_spec(spec)
+    if not os.path.isfile(path):
+        raise DataError(f"{path} is not a file: give the path of an image")
+    try:
+        if kind == "fashion-mnist":
+            with Image.open(path) as img:
+                gray = img.convert("L").resize((image_size, image_size), Image.Resampling.BICUBIC)
+            return Normalizer((PIXEL_MEAN,) * 3, (PIXEL_STD,) * 3).float32_bytes(gray)
+        return Normalizer(IMAGENET_MEAN, IMAGENET_STD).float32_bytes(imagenet_eval_image(path, image_size))
+    except (OSError, UnidentifiedImageError, UnreadableImage) as e:
+        raise DataError(f"{path} is not a readable image ({e})") from None
