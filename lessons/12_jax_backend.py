@@ -40,7 +40,7 @@ from backends import get_backend
 from backends import jax_backend
 from data_tools import Loader, open_dataset
 from tinyeffnet import Tensor, functional as F, jax_step, optim, steps
-from tinyeffnet.efficientnet import EfficientNet, build_model
+from tinyeffnet.efficientnet import build_model
 from tinyeffnet.nn import Conv2d
 from tinyeffnet.runtime import make_runtime
 
@@ -205,10 +205,10 @@ print("two steps, ours: ", {n: py.to_flat(p_ours[n]) for n in names}, f"(largest
 #
 # Two practical details keep this lesson fast on a small CPU:
 #
-# - Initialising a model *eagerly* on JAX runs one small random-number program per
-#   distinct weight shape, and XLA compiles each one (many seconds in all). We draw the
-#   weights on the pure-Python backend instead and copy them with `load_state_dict`:
-#   weights are portable between backends.
+# - `build_model(..., backend="jax")` draws every initial weight with the pure-Python
+#   backend's random generator and copies the values over (tinyeffnet/nn/init.py:
+#   initialize), so the same seed gives the same network on both backends and XLA compiles
+#   no small program per weight shape.
 # - The depthwise-by-taps path unrolls k * k slices per depthwise conv, forward and
 #   backward, which about doubles XLA's compile time for this network; on 16x16 toy
 #   images it saves nothing. We switch it off while tracing this one step, and ask XLA
@@ -220,8 +220,7 @@ print("two steps, ours: ", {n: py.to_flat(p_ours[n]) for n in names}, f"(largest
 start = time.perf_counter()
 options = dict(num_classes=10, width=0.25, depth=0.1, bn_momentum=0.9, dropout=0.0, drop_connect=0.0)
 net_py = build_model("base", seed=0, **options)
-net = EfficientNet("base", backend="jax", **options)
-net.load_state_dict({n: jb.from_flat(t.to_flat(), t.shape, "float32") for n, t in net_py.state_dict().items()})
+net = build_model("base", seed=0, backend="jax", **options)  # the same initial weights, as float32
 setup_seconds = time.perf_counter() - start
 
 runtime = make_runtime("jax")  # what train.py uses: devices, compute dtype, mesh, batches to devices

@@ -1,6 +1,7 @@
 import importlib.util
 import os
 import sys
+import tempfile
 
 import pytest
 
@@ -9,6 +10,16 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 HAVE_JAX = importlib.util.find_spec("jax") is not None
+
+# Test programs run a few steps each, so XLA's compile time dominates: ask for the cheaper
+# optimisation level, and share compiled programs between the test processes (the trainer
+# tests run the same small configuration many times). Set before jax is imported; child
+# processes inherit both.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+                               " --xla_llvm_disable_expensive_passes=true").strip()
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tinyeffnet-test-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 if HAVE_JAX:
     import jax

@@ -167,7 +167,8 @@ print(json.dumps(out))
 
 
 def test_eight_devices_match_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
     run = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -189,7 +190,6 @@ def test_two_processes_match_one_process():
     port = _free_port()
     worker = os.path.join(ROOT, "tests", "multihost_worker.py")
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
     outs = [os.path.join(os.environ.get("TMPDIR", "/tmp"), f"tinyeffnet-mh-{port}-{i}.json") for i in range(3)]
     procs = [subprocess.Popen([sys.executable, worker, "--process-id", str(i), "--num-processes", "2",
                                "--coordinator", f"127.0.0.1:{port}", "--out", outs[i]], cwd=ROOT, env=env,

@@ -105,7 +105,8 @@ def test_a_nan_loss_stops_with_a_clear_message(tmp_path):
                 "--warmup-epochs", "0")
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the loss became nan") or last.startswith("error: the loss became inf"), last
+    assert (last.startswith("error: the loss became nan") or last.startswith("error: the loss became inf")
+            or "made the parameters non-finite" in last), last
     kept = latest_checkpoint(tmp_path / "n" / "checkpoints")
     if kept is not None:
         params, _ = params_of(kept)
@@ -165,7 +166,7 @@ def test_clear_errors(finished_run, tmp_path):
     _one_line_error(run(["tinyeffnet.evaluate", "--checkpoint", str(junk)]), "is not a readable tinyeffnet checkpoint")
     other = run(["tinyeffnet.train"] + SMALL + ["--workdir", str(workdir), "--variant", "nose@all", "--resume"])
     _one_line_error(other, "is a checkpoint of variant 'base'")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
     odd = run(["tinyeffnet.train"] + SMALL + ["--workdir", str(tmp_path / "c"), "--batch-size", "12"], env=env)
     _one_line_error(odd, "--batch-size 12 is not divisible by the 8 devices")
 

@@ -22,7 +22,7 @@ PRESETS = {
                      cosine_epochs=None, weight_decay=1e-4, label_smoothing=0.1, dropout=0.2,
                      drop_connect=0.2, bn_momentum=0.99, eval_every=1, workers=8, log_every=50,
                      checkpoint_every=1000, eval_examples=0, autoaugment=True, max_steps=0),
-    "default": dict(epochs=3, batch_size=128, image_size=32, lr=0.2, warmup_epochs=0.2,
+    "default": dict(epochs=4, batch_size=128, image_size=32, lr=0.05, warmup_epochs=0.2,
                     cosine_epochs=None, weight_decay=5e-5, label_smoothing=0.1, dropout=0.2,
                     drop_connect=0.2, bn_momentum=0.9, eval_every=1, workers=1, log_every=10,
                     checkpoint_every=200, eval_examples=0, autoaugment=False, max_steps=0),

@@ -80,7 +80,9 @@ def make_train_step(net, optimizer, label_smoothing=0.0, compute_dtype="float32"
         if "ema" in state:
             new["ema"] = steps.ema_update(backend, state["ema"], dict(params=new["params"], buffers=buffers),
                                           ema_decay)
-        return new, steps.train_metrics(backend, loss, logits, labels)
+        metrics = steps.train_metrics(backend, loss, logits, labels)
+        metrics["finite"] = steps.all_finite(backend, list(new["params"].values()))
+        return new, metrics
 
     if mesh is None:
         return jax.jit(step, donate_argnums=(0,))

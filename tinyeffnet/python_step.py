@@ -31,7 +31,9 @@ def make_train_step(net, optimizer, label_smoothing=0.0, compute_dtype="float64"
         new = dict(params=params, buffers=buffers, opt_state=velocity)
         if "ema" in state:
             new["ema"] = steps.ema_update(backend, state["ema"], dict(params=params, buffers=buffers), ema_decay)
-        return new, steps.train_metrics(backend, loss, logits, labels)
+        metrics = steps.train_metrics(backend, loss, logits, labels)
+        metrics["finite"] = steps.all_finite(backend, list(params.values()))
+        return new, metrics
 
     return step
 

@@ -42,6 +42,16 @@ def train_metrics(backend, loss, logits, labels):
     return dict(loss=loss, top1=mean(correct[1]), top5=mean(correct[5]))
 
 
+def all_finite(backend, arrays):
+    """1.0 if no array holds a NaN or an infinity, else 0.0 (x - x is 0 only for finite x)."""
+    total = None
+    for a in arrays:
+        s = backend.reshape(backend.sum(a, tuple(range(len(backend.shape(a))))), (1,))
+        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
+    return backend.reshape(backend.compare(backend.sub(total, total), backend.full((1,), 0.0, backend.dtype(total)),
+                                           "eq"), ())
+
+
 def eval_sums(net, backend, params, buffers, images, labels, valid, compute_dtype):
     """Eval-mode sums over the valid rows: top1, top5, loss (negative log-likelihood), count."""
     net.eval()

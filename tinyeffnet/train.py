@@ -251,6 +251,9 @@ def _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s):
     if not is_finite(values["loss"]):
         raise TrainingError(f"the loss became {values['loss']} at step {at}: training stopped, the last good "
                             f"checkpoint is kept; lower --lr (now {cfg.lr}) or check the data")
+    if values["finite"] != 1.0:  # checked before any checkpoint of this state is written
+        raise TrainingError(f"the update of step {at} made the parameters non-finite (loss {values['loss']:.4g}): "
+                            f"training stopped, the last good checkpoint is kept; lower --lr (now {cfg.lr})")
     if (at + 1) % cfg.log_every == 0:
         log.write(dict(kind="step", step=at + 1, epoch=(at + 1) / steps_per_epoch, loss=values["loss"],
                        lr=lr_at(at), top1=values["top1"], top5=values["top5"], images_per_s=images_per_s))
