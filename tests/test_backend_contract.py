@@ -11,6 +11,7 @@ import pytest
 
 from backends import ContractError, PRIMITIVES, get_backend
 from backends.contract import Backend
+from tinyeffnet.bench import naive_conv2d
 
 F64 = "float64"
 
@@ -45,21 +46,12 @@ def index(shape, idx):
 
 # ----------------------------------------------------------------------------- references
 def ref_conv(x, xs, w, ws, stride, padding, groups):
-    n, h, wd, c = xs
-    kh, kw, cg, co = ws
+    """The textbook loop nest (tinyeffnet.bench.naive_conv2d) and the output shape."""
+    n, h, wd, _ = xs
+    kh, kw, _, co = ws
     (pt, pb), (pl, pr) = padding
-    oh, ow = (h + pt + pb - kh) // stride + 1, (wd + pl + pr - kw) // stride + 1
-    cog = co // groups
-    out = []
-    for b_, oy, ox, o in itertools.product(range(n), range(oh), range(ow), range(co)):
-        g = o // cog
-        acc = 0.0
-        for ky, kx, ci in itertools.product(range(kh), range(kw), range(cg)):
-            iy, ix = oy * stride + ky - pt, ox * stride + kx - pl
-            if 0 <= iy < h and 0 <= ix < wd:
-                acc += x[index(xs, (b_, iy, ix, g * cg + ci))] * w[index(ws, (ky, kx, ci, o))]
-        out.append(acc)
-    return out, (n, oh, ow, co)
+    shape = (n, (h + pt + pb - kh) // stride + 1, (wd + pl + pr - kw) // stride + 1, co)
+    return naive_conv2d(x, xs, w, ws, stride, padding, groups), shape
 
 
 CONV_CASES = [

@@ -208,3 +208,21 @@ def test_two_processes_match_one_process():
     for path in outs:
         if os.path.exists(path):
             os.remove(path)
+
+
+def test_bfloat16_compute_keeps_float32_masters_statistics_and_loss():
+    from tinyeffnet import jax_step
+    net = build_model("base", num_classes=10, backend="jax", width=0.25, depth=0.1, seed=0)
+    opt = jax_step.make_optimizer([n for n, _ in net.named_parameters()])
+    step = jax_step.make_train_step(net, opt, 0.1, "bfloat16")
+    state = jax_step.init_state(net, opt)
+    images = jax.random.normal(jax.random.key(1), (8, 16, 16, 3), jnp.float32)
+    labels = jnp.arange(8, dtype=jnp.int32) % 10
+    for i in range(2):
+        state, metrics = step(state, images, labels, jax.random.key(i), 0.05)
+    assert all(a.dtype == jnp.float32 for group in ("params", "buffers") for a in state[group].values())
+    assert metrics["loss"].dtype == jnp.float32 and bool(jnp.isfinite(metrics["loss"]))
+    assert float(metrics["finite"]) == 1.0
+    # the convolutions did run in bf16: the step's program holds bf16 convolutions
+    hlo = step.lower(state, images, labels, jax.random.key(0), 0.05).as_text()
+    assert "bf16" in hlo

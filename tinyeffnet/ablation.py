@@ -147,17 +147,10 @@ def _child_env(workdir):
 def run_in_process(cfg):
     """The run's own process: train(cfg), then RUN_INFO beside summary.json. Returns an exit status."""
     start = time.time()
-    from data_tools import DataError
-
-    from .checkpoint import CheckpointError
-    from .train import TrainingError, train
-    try:
-        train(cfg)
-    except (ValueError, DataError, CheckpointError, TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    from .train import run
+    status = run(cfg)
+    if status != 0:
+        return status
     info = dict(process_seconds=time.time() - start, peak_bytes_in_use=None, host_peak_rss_bytes=None)
     if cfg.backend == "jax":
         import jax

@@ -268,6 +268,11 @@ def main(argv=None):
         canonical_variant(cfg.variant)
     except ValueError as e:
         parser.error(str(e))
+    return run(cfg)
+
+
+def run(cfg):
+    """train(cfg) with the command line's error handling: the exit code, one line on failure."""
     try:
         train(cfg)
     except (ValueError, DataError, CheckpointError, TrainingError) as e:
