@@ -31,7 +31,7 @@ per = 16 // jax.process_count()
 mine = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
 put = lambda a: jax.make_array_from_process_local_data(jax_step.batch_sharding(mesh), a[mine])
 for i in range(2):
-    state, metrics = step(state, put(images), put(labels), jax.random.key(i), 0.05)
+    state, metrics = step(state, put(images), put(labels), jax.random.key(i), 0.01)
 if jax.process_index() == 0:
     local = lambda a: a.addressable_data(0)
     with open(args.out, "w") as f:

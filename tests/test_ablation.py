@@ -128,7 +128,9 @@ def test_other_recipe_is_refused_not_overwritten(ablation):
     before = (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns
     done, _ = _cli(w, "--lr", "0.3")
     assert done.returncode == 2
-    assert "another recipe" in done.stderr and "lr: trained 0.2, requested 0.3" in done.stderr
+    from tinyeffnet.config import PRESETS
+    trained = PRESETS["default"]["lr"]
+    assert "another recipe" in done.stderr and f"lr: trained {trained}, requested 0.3" in done.stderr
     assert (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns == before
 
 

@@ -157,7 +157,9 @@ for devices in (1, 8):
     x = jax.device_put(images, jax_step.batch_sharding(mesh))
     y = jax.device_put(labels, jax_step.batch_sharding(mesh))
     for i in range(2):
-        state, metrics = step(state, x, y, jax.random.key(i), 0.05)
+        # lr 0.01: the devices differ only in the float32 summation order of the batch
+        # reductions, and that noise reaches the parameters through lr * gradient.
+        state, metrics = step(state, x, y, jax.random.key(i), 0.01)
     if devices == 8:
         assert len(x.sharding.device_set) == 8
     out[devices] = {g: {n: jax.device_get(a).ravel().tolist() for n, a in state[g].items()}
