@@ -189,7 +189,10 @@ def train(cfg):
                     images_per_s = (step - 1 - window[1]) * cfg.batch_size / max(now - window[0], 1e-9)
                     window = (now, step - 1)
                 if step % cfg.log_every == 0 and last:
-                    progress.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.4f}", img_s=f"{images_per_s:.1f}")
+                    shown = dict(loss=f"{last['loss']:.3f}", lr=f"{lr:.4f}")
+                    if images_per_s:
+                        shown["img_s"] = f"{images_per_s:.1f}"
+                    progress.set_postfix(shown)
                 if step % cfg.checkpoint_every == 0 and step < total_steps:
                     last = _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s)
                     pending = None
