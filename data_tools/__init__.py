@@ -5,7 +5,8 @@
     for images, labels, valid in train.batches(epoch=0):
         ...
 
-No numpy anywhere: pixels travel as array('f') and are computed by Pillow's C code.
+No numpy anywhere: Pillow's C code decodes and augments, pixels travel as uint8 bytes, and
+the runtime normalises them on the device.
 """
 from .errors import DataError, UnreadableImage
 from .loader import Batch, Loader

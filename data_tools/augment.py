@@ -6,12 +6,17 @@ bicubic resize to image_size, horizontal flip with p=0.5, optionally AutoAugment
 Eval: center crop of image_size / (image_size + 32) of the short side, bicubic resize.
 Fashion-MNIST (28x28 gray, pre-resized once): flip + random translation in train, nothing
 in eval.
+
+Every dataset takes one of AUGMENTATIONS for its train split: "full" (the above), "flip"
+(the eval view, flipped with p=0.5) or "none" (the eval view). Short runs learn more from
+clean images than from heavily augmented ones (config.py's default preset says how much).
 """
 import math
 
 from PIL import Image
 
 from .autoaugment import apply_autoaugment
+from .errors import DataError
 from .images import decode_crop
 
 CROP_AREA = (0.08, 1.0)
@@ -19,6 +24,16 @@ CROP_ASPECT = (3 / 4, 4 / 3)
 CROP_TRIES = 10
 EVAL_CROP_PADDING = 32
 FLIP = Image.Transpose.FLIP_LEFT_RIGHT
+AUGMENTATIONS = ("full", "flip", "none")
+
+
+def check_augmentation(augment, autoaugment=False):
+    """A DataError for an unknown augmentation, or AutoAugment without the full augmentation."""
+    if augment not in AUGMENTATIONS:
+        raise DataError(f"unknown augmentation {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    if autoaugment and augment != "full":
+        raise DataError(f"AutoAugment is part of the full train augmentation, not of {augment!r}: "
+                        f"drop the AutoAugment option or use the full augmentation")
 
 
 def center_crop_box(width, height, size):
@@ -47,10 +62,13 @@ def random_resized_crop_box(width, height, size, rng, area=CROP_AREA, aspect=CRO
     return center_crop_box(width, height, size)
 
 
-def imagenet_train_image(path, size, rng, autoaugment=False):
+def imagenet_train_image(path, size, rng, autoaugment=False, augment="full"):
     """A training view of the photo at `path`: size x size RGB Pillow image."""
-    img = decode_crop(path, lambda w, h: random_resized_crop_box(w, h, size, rng), size)
-    if rng.random() < 0.5:
+    if augment == "full":
+        img = decode_crop(path, lambda w, h: random_resized_crop_box(w, h, size, rng), size)
+    else:
+        img = imagenet_eval_image(path, size)
+    if augment != "none" and rng.random() < 0.5:
         img = img.transpose(FLIP)
     if autoaugment:
         img = apply_autoaugment(img, rng)
@@ -67,8 +85,11 @@ def fashion_translation(size):
     return max(1, size // 8)
 
 
-def fashion_train_image(img, rng):
+def fashion_train_image(img, rng, augment="full"):
     """Random flip and translation (zero padding + random crop) of a pre-resized gray image."""
+    if augment != "full":
+        flip = augment == "flip" and rng.random() < 0.5
+        return img.transpose(FLIP) if flip else img
     limit = fashion_translation(img.width)
     dx, dy = rng.randint(-limit, limit), rng.randint(-limit, limit)
     flip = rng.random() < 0.5

@@ -19,7 +19,7 @@ MAX_SUBSTITUTES = 64
 
 
 class BuiltBatch(NamedTuple):
-    parts: list       # float32 NHWC bytes of each of the batch_size examples (padding repeats objects)
+    parts: list       # uint8 HWC RGB bytes of each of the batch_size examples (padding repeats objects)
     labels: list
     valid: int
     unreadable: list  # (source, reason) of every unreadable file met
@@ -53,7 +53,7 @@ def build_batch(dataset, seed, epoch, indices, batch_size):
             continue
         labels.append(dataset.label(index))
     valid = len(labels)
-    zeros = bytes(4 * 3 * dataset.image_size * dataset.image_size) if not valid else None
+    zeros = bytes(3 * dataset.image_size * dataset.image_size) if not valid else None
     for slot in range(valid, batch_size):
         parts.append(parts[slot % valid] if valid else zeros)
         labels.append(labels[slot % valid] if valid else 0)

@@ -11,7 +11,7 @@ from PIL import Image
 from .augment import fashion_train_image
 from .errors import DataError
 from .idx import read_idx
-from .pixels import Normalizer
+from .pixels import Normalization, rgb_bytes
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -68,25 +68,26 @@ def pixel_mean_std(images):
 
 
 class FashionMNISTDataset:
-    """Loader-facing Fashion-MNIST split at `image_size`, RGB (gray replicated), normalised.
+    """Loader-facing Fashion-MNIST split at `image_size`, uint8 RGB (gray replicated).
 
     Images are resized (bicubic) once and kept as uint8 in a per-process cache, so every
-    later epoch only pays for flip, translation and normalisation.
+    later epoch only pays for flip and translation.
     """
 
     class_names = CLASS_NAMES
 
     def __init__(self, images, labels, image_size, training, description,
-                 cache_bytes=DEFAULT_CACHE_BYTES):
+                 cache_bytes=DEFAULT_CACHE_BYTES, augment="full"):
         if image_size < 1:
             raise DataError(f"image size must be positive, got {image_size}")
         self.images = images
         self.labels = labels
         self.image_size = image_size
         self.training = training
+        self.augment = augment
         self.description = description
         self.cache_bytes = cache_bytes
-        self.normalizer = Normalizer((PIXEL_MEAN,) * 3, (PIXEL_STD,) * 3)
+        self.normalization = Normalization.gray(PIXEL_MEAN, PIXEL_STD)
         self._cache = {}
 
     def __getstate__(self):
@@ -109,11 +110,11 @@ class FashionMNISTDataset:
         return f"{self.description} image {index}"
 
     def example(self, index, rng):
-        """Example `index` as float32 NHWC bytes; `rng` (random.Random) drives augmentation."""
+        """Example `index` as uint8 HWC RGB bytes; `rng` (random.Random) drives augmentation."""
         img = self._resized(index)
         if self.training:
-            img = fashion_train_image(img, rng)
-        return self.normalizer.float32_bytes(img)
+            img = fashion_train_image(img, rng, self.augment)
+        return rgb_bytes(img)
 
     def _resized(self, index):
         size = self.image_size
@@ -129,7 +130,7 @@ class FashionMNISTDataset:
         return Image.frombytes("L", (size, size), pixels)
 
 
-def open_fashion_mnist(directory, split, image_size, training, description=None):
+def open_fashion_mnist(directory, split, image_size, training, description=None, augment="full"):
     images, labels = read_split(directory, split)
     return FashionMNISTDataset(images, labels, image_size, training,
-                               description or f"fashion-mnist:{directory} ({split})")
+                               description or f"fashion-mnist:{directory} ({split})", augment=augment)

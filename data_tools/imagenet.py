@@ -23,7 +23,7 @@ from array import array
 
 from .augment import imagenet_eval_image, imagenet_train_image
 from .errors import DataError
-from .pixels import IMAGENET_MEAN, IMAGENET_STD, Normalizer
+from .pixels import IMAGENET_MEAN, IMAGENET_STD, Normalization, rgb_bytes
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_val_solution.csv"
@@ -148,9 +148,10 @@ def label_flat_val(val_dir, label_dirs):
 
 
 class ImageFolderDataset:
-    """Loader-facing ImageNet-style split: decoded, augmented, normalised on demand."""
+    """Loader-facing ImageNet-style split: decoded and augmented on demand, uint8 RGB."""
 
-    def __init__(self, root, files, labels, class_names, image_size, training, autoaugment, description):
+    def __init__(self, root, files, labels, class_names, image_size, training, autoaugment, description,
+                 augment="full"):
         if image_size < 1:
             raise DataError(f"image size must be positive, got {image_size}")
         self.root = root
@@ -160,8 +161,9 @@ class ImageFolderDataset:
         self.image_size = image_size
         self.training = training
         self.autoaugment = autoaugment
+        self.augment = augment
         self.description = description
-        self.normalizer = Normalizer(IMAGENET_MEAN, IMAGENET_STD)
+        self.normalization = Normalization(IMAGENET_MEAN, IMAGENET_STD)
 
     @property
     def num_classes(self):
@@ -177,16 +179,17 @@ class ImageFolderDataset:
         return os.path.join(self.root, self.files[index])
 
     def example(self, index, rng):
-        """Example `index` as float32 NHWC bytes (`rng` drives augmentation); may raise UnreadableImage."""
+        """Example `index` as uint8 HWC RGB bytes (`rng` drives augmentation); may raise UnreadableImage."""
         path = self.source(index)
         if self.training:
-            img = imagenet_train_image(path, self.image_size, rng, self.autoaugment)
+            img = imagenet_train_image(path, self.image_size, rng, self.autoaugment, self.augment)
         else:
             img = imagenet_eval_image(path, self.image_size)
-        return self.normalizer.float32_bytes(img)
+        return rgb_bytes(img)
 
 
-def open_image_folder(directory, split, image_size, training, autoaugment=False, description=None):
+def open_image_folder(directory, split, image_size, training, autoaugment=False, description=None,
+                      augment="full"):
     """The `split` ('train' or 'eval') of the ImageNet-style dataset in `directory`."""
     if split not in ("train", "eval"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'eval'")
@@ -226,4 +229,4 @@ def open_image_folder(directory, split, image_size, training, autoaugment=False,
     files = [path for path, _ in samples]
     labels = array("i", (index_of[name] for _, name in samples))
     return ImageFolderDataset(folder, files, labels, class_names, image_size, training, autoaugment,
-                              description or f"{directory} ({split})")
+                              description or f"{directory} ({split})", augment)

@@ -1,7 +1,9 @@
 """Batches for the trainer: deterministic, sharded across hosts, resumable, optionally parallel.
 
 A batch is Batch(images, labels, valid):
-- images: array('f'), float32, NHWC row-major, shape (batch_size, size, size, 3);
+- images: bytes, uint8 RGB, NHWC row-major, shape (batch_size, size, size, 3), not yet
+  normalised: the runtime applies the dataset's `normalization` on the device
+  (data_tools/pixels.py says why);
 - labels: array('i') of batch_size class indices;
 - valid: how many examples at the front are real. Training batches are always full (the
   epoch's last partial global batch is dropped). The last eval batch is padded up to
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class Batch(NamedTuple):
-    images: array
+    images: bytes
     labels: array
     valid: int
 
@@ -98,6 +100,11 @@ class Loader:
         return self.dataset.image_size
 
     @property
+    def normalization(self):
+        """The dataset's per-channel pixel mean and std (data_tools.pixels.Normalization)."""
+        return self.dataset.normalization
+
+    @property
     def batch_shape(self):
         return (self.batch_size, self.image_size, self.image_size, 3)
 
@@ -123,10 +130,7 @@ class Loader:
         if self.workers == 0:
             for indices in shards:
                 built = build_batch(self.dataset, self.seed, epoch, indices, self.batch_size)
-                images = array("f")
-                for part in built.parts:
-                    images.frombytes(part)
-                yield self._accept(images, built)
+                yield self._accept(b"".join(built.parts), built)
             return
         pool = self._running_pool()
         pending = collections.deque()
@@ -147,7 +151,7 @@ class Loader:
 
     def _running_pool(self):
         if self._pool is None or self._pool.closed:
-            slot_bytes = 4 * self.batch_size * self.image_size * self.image_size * 3
+            slot_bytes = self.batch_size * self.image_size * self.image_size * 3
             self._pool = WorkerPool(self.dataset, self.workers, self.workers * self.prefetch, slot_bytes)
         return self._pool
 

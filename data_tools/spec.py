@@ -9,6 +9,7 @@ Splits are 'train' and 'eval' (Fashion-MNIST's eval split is the official t10k t
 """
 import os
 
+from .augment import check_augmentation
 from .errors import DataError
 from .fashion_mnist import open_fashion_mnist
 from .imagenet import open_image_folder
@@ -51,18 +52,20 @@ def _check_directory(directory, spec):
                         f"(train/<class>/*.JPEG or the Fashion-MNIST IDX files)")
 
 
-def open_dataset(spec, split, image_size, training=None, autoaugment=False):
+def open_dataset(spec, split, image_size, training=None, autoaugment=False, augment="full"):
     """The `split` ('train' or 'eval') of the dataset named by `spec`, at `image_size`.
 
     `training` (default: split == 'train') selects train augmentation and, in the Loader,
-    shuffling and dropping the last partial batch. `autoaugment` adds AutoAugment's
-    ImageNet policy to train augmentation of photo datasets.
+    shuffling and dropping the last partial batch. `augment` is the train augmentation,
+    one of data_tools.augment.AUGMENTATIONS ("full", "flip", "none"); `autoaugment` adds
+    AutoAugment's ImageNet policy to the full augmentation of photo datasets.
     """
     if split not in ("train", "eval"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'eval'")
     if not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image size must be a positive integer, got {image_size!r}")
     training = split == "train" if training is None else bool(training)
+    check_augmentation(augment, autoaugment)
     kind, directory = parse_spec(spec)
     directory = os.path.expanduser(directory)
     _check_directory(directory, spec)
@@ -70,16 +73,19 @@ def open_dataset(spec, split, image_size, training=None, autoaugment=False):
         if autoaugment:
             raise DataError("AutoAugment's ImageNet policy is for RGB photos: Fashion-MNIST trains with "
                             "flip + translation; drop the AutoAugment option")
-        return open_fashion_mnist(directory, split, image_size, training, description=f"{spec} ({split})")
-    return open_image_folder(directory, split, image_size, training, autoaugment, description=f"{spec} ({split})")
+        return open_fashion_mnist(directory, split, image_size, training, description=f"{spec} ({split})",
+                                  augment=augment)
+    return open_image_folder(directory, split, image_size, training, autoaugment, description=f"{spec} ({split})",
+                             augment=augment)
 
 
-def eval_image_bytes(spec, path, image_size):
+def eval_image(spec, path, image_size):
     """One image file prepared exactly as the eval split of `spec` prepares its images.
 
-    For predictions on new files: float32 NHWC bytes of shape (image_size, image_size, 3).
-    Fashion-MNIST models see a grayscale image resized to image_size; photo models the
-    eval center crop. Raises DataError for a file that is not a readable image.
+    For predictions on new files: (uint8 HWC RGB bytes of shape (image_size, image_size, 3),
+    the dataset's Normalization). Fashion-MNIST models see a grayscale image resized to
+    image_size; photo models the eval center crop. Raises DataError for a file that is not
+    a readable image.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -87,7 +93,7 @@ def eval_image_bytes(spec, path, image_size):
     from .errors import UnreadableImage
     from .fashion_mnist import PIXEL_MEAN, PIXEL_STD
     from .imagenet import IMAGENET_MEAN, IMAGENET_STD
-    from .pixels import Normalizer
+    from .pixels import Normalization, rgb_bytes
 
     kind, _ = parse_spec(spec)
     if not os.path.isfile(path):
@@ -96,7 +102,7 @@ def eval_image_bytes(spec, path, image_size):
         if kind == "fashion-mnist":
             with Image.open(path) as img:
                 gray = img.convert("L").resize((image_size, image_size), Image.Resampling.BICUBIC)
-            return Normalizer((PIXEL_MEAN,) * 3, (PIXEL_STD,) * 3).float32_bytes(gray)
-        return Normalizer(IMAGENET_MEAN, IMAGENET_STD).float32_bytes(imagenet_eval_image(path, image_size))
+            return rgb_bytes(gray), Normalization.gray(PIXEL_MEAN, PIXEL_STD)
+        return rgb_bytes(imagenet_eval_image(path, image_size)), Normalization(IMAGENET_MEAN, IMAGENET_STD)
     except (OSError, UnidentifiedImageError, UnreadableImage) as e:
         raise DataError(f"{path} is not a readable image ({e})") from None

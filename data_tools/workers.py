@@ -1,10 +1,10 @@
 """Worker processes that build batches straight into shared memory.
 
-Sending a float32 batch back through a pipe (pickle, pipe writes and reads, unpickle)
-cost the main process ~2 ms of CPU per 224x224 image, more than building the image. So
+Sending a batch back through a pipe (pickle, pipe writes and reads, unpickle) cost the
+main process ~2 ms of CPU per 224x224 float32 image, more than building the image. So
 each in-flight batch gets one of `slots` shared-memory blocks: the worker writes the
 pixels there, only labels and counts travel by pipe, and the main process copies each
-batch out once into the array('f') it hands to the trainer.
+batch out once into the bytes it hands to the trainer.
 
 Processes are spawned, not forked: forking a process that already runs JAX threads can
 deadlock. Workers ignore Ctrl-C; the main process gets it and shuts them down.
@@ -12,7 +12,6 @@ deadlock. Workers ignore Ctrl-C; the main process gets it and shuts them down.
 import multiprocessing
 import signal
 import weakref
-from array import array
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import shared_memory
@@ -68,13 +67,12 @@ class WorkerPool:
         return future, slot
 
     def result(self, job):
-        """(images array('f'), BuiltBatch without parts) of a submitted job."""
+        """(uint8 image bytes, BuiltBatch without parts) of a submitted job."""
         future, slot = job
         try:
             built = future.result()
-            images = array("f")
             with self._blocks[slot].buf[:built.parts] as pixels:
-                images.frombytes(pixels)
+                images = bytes(pixels)
             return images, built
         except BrokenProcessPool:
             self.close()

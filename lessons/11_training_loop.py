@@ -156,14 +156,16 @@ print("peak for batch 256:", scaled_peak_lr(0.4, 256))
 # %%
 cfg = TrainConfig(backend="jax", variant="base").resolved()
 print({k: getattr(cfg, k) for k in ("preset", "data", "epochs", "batch_size", "image_size", "lr", "warmup_epochs",
-                                    "cosine_epochs", "weight_decay", "label_smoothing", "bn_momentum", "init")})
+                                    "cosine_epochs", "weight_decay", "label_smoothing", "bn_momentum", "init",
+                                    "augment", "dropout", "drop_connect")})
 print("imagenet preset:", {k: PRESETS["imagenet"][k] for k in ("epochs", "batch_size", "image_size", "bn_momentum")})
 
 # %% [markdown]
 # The data: `open_dataset(spec, split, image_size)` and a `Loader` that yields
 # deterministic batches (the order is a function of seed and epoch only, so a resumed run
-# sees the same batches). Images are NHWC float32, normalised; Fashion-MNIST's gray
-# images are repeated on 3 channels.
+# sees the same batches). Images leave the loader as raw uint8 RGB bytes in NHWC order
+# (Fashion-MNIST's gray images repeated on 3 channels), a quarter of float32's size; the
+# runtime normalises them where the model runs, with the dataset's `normalization`.
 
 # %%
 dataset = open_dataset("default", "train", image_size=16)
@@ -171,16 +173,20 @@ loader = Loader(dataset, batch_size=8, seed=0)
 print(dataset.description, len(dataset), "images,", dataset.num_classes, "classes:", dataset.class_names)
 batch = next(loader.batches(epoch=0))
 print("batch:", loader.batch_shape, "labels", list(batch.labels), "valid", batch.valid,
-      "first pixels", [round(v, 3) for v in batch.images[:3]])
+      "first pixels", list(batch.images[:3]), "normalised", [round(v, 3) for v in
+                                                              loader.normalization.floats(batch.images[:3])])
 
 # %% [markdown]
-# The first pixels, -0.81, are background: (0 / 255 - 0.286) / 0.353 with
-# Fashion-MNIST's pixel mean and standard deviation (`data_tools/pixels.py`,
+# The first pixels, 0, are background; normalised they are -0.81 = (0 / 255 - 0.286) / 0.353
+# with Fashion-MNIST's pixel mean and standard deviation (`data_tools/pixels.py`,
 # `data_tools/fashion_mnist.py`). Training images are also **augmented**, differently
 # every epoch (`data_tools/augment.py`): Fashion-MNIST gets a random horizontal flip and a
 # random shift of up to size / 8 pixels; ImageNet photos get EfficientNet's random
 # resized crop, a flip and optionally AutoAugment; eval images only a fixed resize or
-# center crop. Each example's randomness is seeded by (seed, epoch, index), so a batch is
+# center crop. (`--augment flip` keeps only the flip, `--augment none` trains on the eval
+# view. The `default` preset above uses `none`, without dropout or drop-connect: four
+# epochs are too few for the paper's regularisation to pay off, see the README's tuning
+# table.) Each example's randomness is seeded by (seed, epoch, index), so a batch is
 # the same whoever builds it, whichever worker process, before or after a resume.
 #
 # One training step (`tinyeffnet/steps.py: gradients`) binds the parameters into the
@@ -207,7 +213,7 @@ runtime = make_runtime("python")
 optimizer = python_step.make_optimizer([n for n, _ in net.named_parameters()])
 state = python_step.init_state(net, optimizer)
 train_step = python_step.make_train_step(net, optimizer, label_smoothing=0.1)
-images, labels, _ = runtime.put_batch(batch, loader.batch_shape)
+images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 print(f"{net.num_parameters():,} parameters; images {py.shape(images)} labels {py.to_flat(labels)}")
 losses = []
 start = time.time()
@@ -245,7 +251,7 @@ assert table[350] == (0.0, 0.0) and table[325][1] == 0.0, "T = 300 read literall
 assert scaled_peak_lr(0.4, 256) == 0.05
 assert cfg.preset == "default" and cfg.cosine_epochs == cfg.epochs
 assert len(dataset) == 20_000 and dataset.num_classes == 10 and len(batch.images) == 8 * 16 * 16 * 3
-assert abs(batch.images[0] - (0.0 - 0.2860) / 0.3530) < 1e-3, "background pixel, normalised"
+assert batch.images[0] == 0 and abs(py.to_flat(images)[0] - (0.0 - 0.2860) / 0.3530) < 1e-12, "background"
 assert sum(losses[-3:]) / 3 < 0.6 * losses[0], f"the loss should fall on repeated images: {losses}"
 assert min(losses) > floor, "never below the label-smoothing floor"
 print("ok: lesson 11 checks passed")

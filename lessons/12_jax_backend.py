@@ -227,7 +227,7 @@ runtime = make_runtime("jax")  # what train.py uses: devices, compute dtype, mes
 print(runtime.description)
 loader = Loader(open_dataset("default", "train", image_size=16), batch_size=8, seed=0)
 batch = next(loader.batches(epoch=0))
-images, labels, _ = runtime.put_batch(batch, loader.batch_shape)
+images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 
 optimizer = jax_step.make_optimizer([n for n, _ in net.named_parameters()])
 state = jax_step.init_state(net, optimizer)
@@ -257,7 +257,8 @@ print("  ", ", ".join(f"{name} {n}" for name, n in hlo_ops.most_common(10)))
 # %%
 loss_py, _, _, _ = steps.forward_loss(net_py, py, {n: p.data for n, p in net_py.named_parameters()},
                                       {n: b.data for n, b in net_py.named_buffers()},
-                                      py.from_flat(list(batch.images), loader.batch_shape),
+                                      py.from_flat(loader.normalization.floats(batch.images),
+                                                   loader.batch_shape),
                                       py.from_flat(list(batch.labels), (8,), "int32"), None, 0.1, "float64")
 old_state = state
 losses = []

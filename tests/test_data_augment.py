@@ -1,7 +1,6 @@
 """Augmentation (efficientnet-facts.md, "Training recipe"): random resized crop, eval center
 crop, JPEG draft decoding, AutoAugment's ImageNet policy, Fashion-MNIST flip+translation."""
 import random
-from array import array
 
 import pytest
 from PIL import Image
@@ -10,7 +9,7 @@ from data_tools import autoaugment
 from data_tools.augment import (center_crop_box, fashion_train_image, fashion_translation,
                                 imagenet_eval_image, random_resized_crop_box)
 from data_tools.images import decode_crop
-from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, Normalizer
+from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, Normalization, rgb_bytes
 from data_tools.synthetic import write_photo
 
 
@@ -58,16 +57,19 @@ def test_draft_decodes_big_jpegs_at_reduced_scale_only_when_the_crop_allows(tmp_
     assert sum(abs(a - b) for a, b in zip(full.tobytes(), drafted.tobytes())) / (224 * 224 * 3) < 6
 
 
-def test_normaliser_values_and_nhwc_order():
+def test_normalization_values_and_nhwc_order():
     img = Image.new("RGB", (3, 2))
     img.putdata([(0, 128, 255), (10, 20, 30), (1, 2, 3), (4, 5, 6), (7, 8, 9), (255, 0, 100)])
-    values = array("f")
-    values.frombytes(Normalizer(IMAGENET_MEAN, IMAGENET_STD).float32_bytes(img))
-    expected = [(v / 255 - IMAGENET_MEAN[i % 3]) / IMAGENET_STD[i % 3] for i, v in enumerate(img.tobytes())]
-    assert len(values) == 18 and max(abs(a - b) for a, b in zip(values, expected)) < 1e-6
-    gray = array("f")
-    gray.frombytes(Normalizer((0.5,) * 3, (0.25,) * 3).float32_bytes(Image.new("L", (2, 2), 255)))
-    assert list(gray) == [2.0] * 12
+    pixels = rgb_bytes(img)
+    assert pixels == bytes([0, 128, 255, 10, 20, 30, 1, 2, 3, 4, 5, 6, 7, 8, 9, 255, 0, 100])
+    values = Normalization(IMAGENET_MEAN, IMAGENET_STD).floats(pixels)
+    expected = [(v / 255 - IMAGENET_MEAN[i % 3]) / IMAGENET_STD[i % 3] for i, v in enumerate(pixels)]
+    assert len(values) == 18 and max(abs(a - b) for a, b in zip(values, expected)) < 1e-12
+    gray = rgb_bytes(Image.new("L", (2, 2), 255))
+    assert gray == bytes([255] * 12)
+    assert Normalization.gray(0.5, 0.25).floats(gray) == [2.0] * 12
+    with pytest.raises(ValueError, match="threes"):
+        Normalization.gray(0.5, 0.25).floats(bytes(4))
 
 
 def test_autoaugment_is_the_25_subpolicy_imagenet_policy():
@@ -110,3 +112,31 @@ def test_fashion_translation_and_flip():
         seen.add((x, y))
         assert abs(y - 10) <= 3 and (abs(x - 10) <= 3 or abs(x - 17) <= 3)
     assert len(seen) > 20
+
+
+def test_fashion_flip_only_and_no_augmentation():
+    img = Image.new("L", (28, 28), 0)
+    img.putpixel((10, 10), 255)
+    flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).tobytes()
+    outs = {fashion_train_image(img, random.Random(seed), "flip").tobytes() for seed in range(40)}
+    assert outs == {img.tobytes(), flipped}
+    assert all(fashion_train_image(img, random.Random(seed), "none").tobytes() == img.tobytes() for seed in range(5))
+
+
+def test_augment_choices_on_datasets(tmp_path):
+    from data_tools import DataError, open_dataset
+    from data_tools.synthetic import make_image_folder
+    plain = open_dataset("default", "train", 16, augment="none")
+    # the same image of the train split, unaugmented, whatever the rng
+    assert len({plain.example(7, random.Random(seed)) for seed in range(5)}) == 1
+    assert len({open_dataset("default", "train", 16).example(7, random.Random(seed)) for seed in range(5)}) > 1
+    make_image_folder(str(tmp_path), classes=2, train_per_class=2, val_per_class=0, odd_files=False)
+    photos = open_dataset(str(tmp_path), "train", 32, augment="none")
+    eval_view = open_dataset(str(tmp_path), "train", 32, training=False)
+    assert photos.example(0, random.Random(3)) == eval_view.example(0, None)
+    flips = {open_dataset(str(tmp_path), "train", 32, augment="flip").example(0, random.Random(s)) for s in range(20)}
+    assert eval_view.example(0, None) in flips and len(flips) == 2
+    with pytest.raises(DataError, match="unknown augmentation 'crop'"):
+        open_dataset("default", "train", 16, augment="crop")
+    with pytest.raises(DataError, match="AutoAugment is part of the full train augmentation"):
+        open_dataset(str(tmp_path), "train", 32, augment="flip", autoaugment=True)

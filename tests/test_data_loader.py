@@ -7,7 +7,9 @@ import pytest
 
 from data_tools.errors import DataError
 from data_tools.batch import stable_seed
+from data_tools.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 from data_tools.loader import Batch, Loader, epoch_order
+from data_tools.pixels import Normalization
 from data_tools.spec import open_dataset
 from data_tools.synthetic import make_image_folder
 
@@ -33,13 +35,14 @@ def fashion_train():
 def test_batch_layout(fashion_train):
     loader = Loader(fashion_train, batch_size=8, seed=0)
     images, labels, valid = next(loader.batches(0))
-    assert isinstance(images, array) and images.typecode == "f" and len(images) == 8 * SIZE * SIZE * 3
+    assert isinstance(images, bytes) and len(images) == 8 * SIZE * SIZE * 3  # uint8, normalised on the device
     assert isinstance(labels, array) and labels.typecode == "i" and valid == 8
     assert loader.batch_shape == (8, SIZE, SIZE, 3)
     assert (loader.num_examples, loader.num_classes, loader.class_names[0]) == (20000, 10, "T-shirt/top")
     assert loader.steps_per_epoch == len(loader) == 2500
     # gray replicated to 3 channels: each pixel's three values are equal
     assert images[0] == images[1] == images[2] and images[3 * 37] == images[3 * 37 + 2]
+    assert loader.normalization == Normalization.gray(PIXEL_MEAN, PIXEL_STD)
 
 
 def test_stable_seed_does_not_depend_on_the_process():
@@ -132,7 +135,7 @@ def test_host_shards_concatenate_to_the_global_batch(split, batch):
 def test_host_past_the_end_gets_an_empty_masked_batch():
     dataset = open_dataset("default", "eval", 8)  # 2000 examples
     last = list(Loader(dataset, 999, process_index=1, process_count=2).batches(0))[-1]
-    assert last.valid == 0 and len(last.images) == 999 * 8 * 8 * 3 and set(last.images) == {0.0}
+    assert last.valid == 0 and len(last.images) == 999 * 8 * 8 * 3 and set(last.images) == {0}
 
 
 def test_loader_argument_errors(fashion_train):

@@ -121,12 +121,14 @@ def test_jax_checkpoint_predicts_the_same_classes_on_the_python_backend(finished
     from tinyeffnet import Tensor
     from tinyeffnet.evaluate import load_model
     workdir, _ = finished_run
-    batch = next(iter(Loader(open_dataset("default", "eval", 16), 8).batches(0)))
+    loader = Loader(open_dataset("default", "eval", 16), 8)
+    batch = next(iter(loader.batches(0)))
     classes = []
     for name in ("jax", "python"):
         b = get_backend(name)
         net, _ = load_model(str(workdir), name)
-        x = b.from_flat(list(batch.images), (8, 16, 16, 3), "float32" if name == "jax" else "float64")
+        x = b.from_flat(loader.normalization.floats(batch.images), (8, 16, 16, 3),
+                        "float32" if name == "jax" else "float64")
         logits = Tensor(net(Tensor(x, b)).data, b).tolist()
         classes.append([row.index(max(row)) for row in logits])
     assert classes[0] == classes[1]

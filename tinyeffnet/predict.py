@@ -8,7 +8,7 @@ import json
 import sys
 
 from data_tools import DataError
-from data_tools.spec import eval_image_bytes
+from data_tools.spec import eval_image
 
 from .checkpoint import CheckpointError
 from .evaluate import load_model
@@ -25,20 +25,13 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
     data = state.get("data", "default")
     results = []
     for path in images:
-        pixels = eval_image_bytes(data, path, size)
-        x = Tensor(b.from_flat(_floats(pixels), (1, size, size, 3), "float64" if backend == "python" else "float32"),
-                   b)
+        pixels, normalization = eval_image(data, path, size)
+        x = Tensor(b.from_flat(normalization.floats(pixels), (1, size, size, 3),
+                               "float64" if backend == "python" else "float32"), b)
         probs = softmax(net(x)).to_flat()
         best = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
         results.append(dict(image=path, top=[dict(class_index=i, name=names[i], probability=probs[i]) for i in best]))
     return results
-
-
-def _floats(raw):
-    from array import array
-    values = array("f")
-    values.frombytes(raw)
-    return values
 
 
 def main(argv=None):

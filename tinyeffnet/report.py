@@ -124,6 +124,7 @@ def _recipe_line(table):
     return (f"data `{r.get('data')}` ({table['num_classes']} classes), {table['model']}, "
             f"{r.get('image_size')}x{r.get('image_size')}, batch {r.get('batch_size')}, "
             f"{r.get('epochs')} epoch{'' if r.get('epochs') == 1 else 's'}{steps}, "
+            f"augmentation {r.get('augment', 'full')}{' + AutoAugment' if r.get('autoaugment') else ''}, "
             f"lr {r.get('lr'):g}, warmup {r.get('warmup_epochs'):g} epochs, weight decay {r.get('weight_decay'):g}, "
             f"label smoothing {r.get('label_smoothing'):g}, dropout {r.get('dropout'):g}, "
             f"drop-connect {r.get('drop_connect'):g}, BN momentum {r.get('bn_momentum'):g}, init {r.get('init')}, "

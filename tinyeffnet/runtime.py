@@ -2,7 +2,9 @@
 
 `make_runtime("jax" | "python", ...)` returns an object with the same methods for both:
   steps                       the module with make_optimizer / init_state / make_train_step / make_eval_step
-  put_batch(batch, shape)     host Batch -> (images, labels, valid mask) on the device(s)
+  put_batch(batch, shape, normalization)
+                              host Batch (uint8 pixels) -> (normalised images, labels, valid
+                              mask) on the device(s)
   step_key(seed, step)        the random key of one training step (a function of both, for resume)
   fetch(metrics)              device scalars -> Python floats (the only host synchronisation)
   flatten(state) / unflatten(template, tensors)   training state <-> {name: array} for checkpoints
@@ -33,10 +35,11 @@ class PythonRuntime:
             raise ValueError(f"--dtype {dtype} is not available on the python backend (it computes in float64)")
         self.mesh = None
 
-    def put_batch(self, batch, shape):
+    def put_batch(self, batch, shape, normalization):
         b = self.backend
         n = shape[0]
-        return (b.from_flat(batch.images, shape, "float64"), b.from_flat(batch.labels, (n,), "int32"),
+        return (b.from_flat(normalization.floats(batch.images), shape, "float64"),
+                b.from_flat(batch.labels, (n,), "int32"),
                 b.from_flat([1.0] * batch.valid + [0.0] * (n - batch.valid), (n,), "float64"))
 
     def step_key(self, seed, step):
@@ -81,19 +84,30 @@ class JaxRuntime:
         self.mesh = jax_step.make_mesh()
         self._data_sharding = jax_step.batch_sharding(self.mesh)
         self._replicated = jax_step.replicated(self.mesh)
+        self._normalizers = {}
         self.description = (f"jax {jax.__version__} on {self.device_count} {platform} device(s) "
                             f"({jax.devices()[0].device_kind}), {self.process_count} process(es), "
                             f"compute {self.compute_dtype}")
 
-    def put_batch(self, batch, shape):
+    def put_batch(self, batch, shape, normalization):
         import jax.numpy as jnp
         n = shape[0]
-        images = jnp.frombuffer(bytes(batch.images), dtype=jnp.float32).reshape(shape)
+        # uint8 crosses to the device (a quarter of float32's bytes) and is normalised there.
+        images = jnp.frombuffer(batch.images, dtype=jnp.uint8).reshape(shape)
         labels = jnp.frombuffer(bytes(batch.labels), dtype=jnp.int32)
         valid = (jnp.arange(n) < batch.valid).astype(jnp.float32)
         put = self.jax.make_array_from_process_local_data
-        return (put(self._data_sharding, images), put(self._data_sharding, labels),
-                put(self._data_sharding, valid))
+        images = self._normalizer(normalization)(put(self._data_sharding, images))
+        return images, put(self._data_sharding, labels), put(self._data_sharding, valid)
+
+    def _normalizer(self, normalization):
+        """A jitted uint8 -> float32 (pixel * scale + offset per channel), one per Normalization."""
+        if normalization not in self._normalizers:
+            import jax.numpy as jnp
+            scale = jnp.asarray(normalization.scale, jnp.float32)
+            offset = jnp.asarray(normalization.offset, jnp.float32)
+            self._normalizers[normalization] = self.jax.jit(lambda x: x.astype(jnp.float32) * scale + offset)
+        return self._normalizers[normalization]
 
     def put_state(self, state):
         return self.jax.device_put(state, self._replicated)

@@ -67,7 +67,7 @@ def evaluate(runtime, eval_step, params, buffers, loader, limit=0):
         if limit and seen + batch.valid > limit:
             batch = batch._replace(valid=limit - seen)
         seen += batch.valid
-        images, labels, valid = runtime.put_batch(batch, loader.batch_shape)
+        images, labels, valid = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
         sums = runtime.fetch(eval_step(params, buffers, images, labels, valid))
         for k in totals:
             totals[k] += sums[k]
@@ -101,7 +101,7 @@ def train(cfg):
     # ---- data: each host reads only its shard of every global batch
     local_batch = cfg.batch_size // runtime.process_count
     shard = dict(process_index=runtime.process_index, process_count=runtime.process_count)
-    train_set = open_dataset(cfg.data, "train", cfg.image_size, autoaugment=cfg.autoaugment)
+    train_set = open_dataset(cfg.data, "train", cfg.image_size, autoaugment=cfg.autoaugment, augment=cfg.augment)
     eval_set = open_dataset(cfg.data, "eval", cfg.image_size)
     train_loader = Loader(train_set, local_batch, seed=cfg.seed, workers=cfg.workers, **shard)
     eval_loader = Loader(eval_set, local_batch, seed=cfg.seed, workers=cfg.workers, **shard)
@@ -175,7 +175,8 @@ def train(cfg):
             epoch, in_epoch = divmod(step, steps_per_epoch)
             for batch in train_loader.batches(epoch, in_epoch):
                 lr = lr_at(step)
-                images, labels, _ = runtime.put_batch(batch, train_loader.batch_shape)
+                images, labels, _ = runtime.put_batch(batch, train_loader.batch_shape,
+                                                      train_loader.normalization)
                 state, metrics = train_step(state, images, labels, runtime.step_key(cfg.seed, step), lr)
                 if pending is not None:
                     last = _record(runtime, log, pending, cfg, steps_per_epoch, lr_at, images_per_s)
