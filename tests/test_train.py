@@ -163,6 +163,8 @@ def test_clear_errors(finished_run, tmp_path):
     (tmp_path / "empty").mkdir()
     _one_line_error(train(tmp_path / "b", "--data", str(tmp_path / "empty")), "is empty")
     _one_line_error(run(["tinyeffnet.train", "--variant", "seend@middle"]), "unknown variant 'seend@middle'")
+    bad = run(["tinyeffnet.train", "--augment", "crop"])
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --augment must be one of full, flip, none, got 'crop'"
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a checkpoint at all")
     _one_line_error(run(["tinyeffnet.evaluate", "--checkpoint", str(junk)]), "is not a readable tinyeffnet checkpoint")

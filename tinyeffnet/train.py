@@ -270,8 +270,9 @@ def main(argv=None):
     try:
         cfg = config_from_args(args).resolved().check()
         canonical_variant(cfg.variant)
-    except ValueError as e:
-        parser.error(str(e))
+    except ValueError as e:  # one line, like every other error of the trainer (no usage block)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return run(cfg)
 
 
