@@ -86,15 +86,15 @@ def fashion_translation(size):
 
 
 def fashion_train_image(img, rng, augment="full"):
-    """Random flip and translation (zero padding + random crop) of a pre-resized gray image."""
-    if augment != "full":
-        flip = augment == "flip" and rng.random() < 0.5
-        return img.transpose(FLIP) if flip else img
-    limit = fashion_translation(img.width)
-    dx, dy = rng.randint(-limit, limit), rng.randint(-limit, limit)
-    flip = rng.random() < 0.5
-    # Pasting at an offset onto a black canvas is pad-and-crop in one step: Fashion-MNIST's
-    # background is 0, so the padding looks like the rest of the background.
-    shifted = Image.new("L", img.size, 0)
-    shifted.paste(img, (dx, dy))
-    return shifted.transpose(FLIP) if flip else shifted
+    """Random translation (zero padding + random crop, "full" only) and flip of a pre-resized gray image."""
+    if augment == "full":
+        limit = fashion_translation(img.width)
+        dx, dy = rng.randint(-limit, limit), rng.randint(-limit, limit)
+        # Pasting at an offset onto a black canvas is pad-and-crop in one step: Fashion-MNIST's
+        # background is 0, so the padding looks like the rest of the background.
+        shifted = Image.new("L", img.size, 0)
+        shifted.paste(img, (dx, dy))
+        img = shifted
+    if augment != "none" and rng.random() < 0.5:
+        img = img.transpose(FLIP)
+    return img

@@ -26,6 +26,7 @@ FILES = {
 # of constants for both keeps the full set and the subset on the same input scale.
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
+NORMALIZATION = Normalization.gray(PIXEL_MEAN, PIXEL_STD)
 # Resized images are cached per process up to this many bytes (all 60,000 at size 128 fit).
 DEFAULT_CACHE_BYTES = 1 << 30
 
@@ -75,6 +76,7 @@ class FashionMNISTDataset:
     """
 
     class_names = CLASS_NAMES
+    normalization = NORMALIZATION
 
     def __init__(self, images, labels, image_size, training, description,
                  cache_bytes=DEFAULT_CACHE_BYTES, augment="full"):
@@ -87,7 +89,6 @@ class FashionMNISTDataset:
         self.augment = augment
         self.description = description
         self.cache_bytes = cache_bytes
-        self.normalization = Normalization.gray(PIXEL_MEAN, PIXEL_STD)
         self._cache = {}
 
     def __getstate__(self):

@@ -27,6 +27,7 @@ from .pixels import IMAGENET_MEAN, IMAGENET_STD, Normalization, rgb_bytes
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_val_solution.csv"
+NORMALIZATION = Normalization(IMAGENET_MEAN, IMAGENET_STD)
 DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 SYNSET_ORDER_FILES = ("ILSVRC2012_synsets.txt", "synset_order.txt")
 KAGGLE_IMAGE_ROOT = os.path.join("ILSVRC", "Data", "CLS-LOC")
@@ -150,6 +151,8 @@ def label_flat_val(val_dir, label_dirs):
 class ImageFolderDataset:
     """Loader-facing ImageNet-style split: decoded and augmented on demand, uint8 RGB."""
 
+    normalization = NORMALIZATION
+
     def __init__(self, root, files, labels, class_names, image_size, training, autoaugment, description,
                  augment="full"):
         if image_size < 1:
@@ -163,7 +166,6 @@ class ImageFolderDataset:
         self.autoaugment = autoaugment
         self.augment = augment
         self.description = description
-        self.normalization = Normalization(IMAGENET_MEAN, IMAGENET_STD)
 
     @property
     def num_classes(self):

@@ -91,9 +91,8 @@ def eval_image(spec, path, image_size):
 
     from .augment import imagenet_eval_image
     from .errors import UnreadableImage
-    from .fashion_mnist import PIXEL_MEAN, PIXEL_STD
-    from .imagenet import IMAGENET_MEAN, IMAGENET_STD
-    from .pixels import Normalization, rgb_bytes
+    from . import fashion_mnist, imagenet
+    from .pixels import rgb_bytes
 
     kind, _ = parse_spec(spec)
     if not os.path.isfile(path):
@@ -102,7 +101,7 @@ def eval_image(spec, path, image_size):
         if kind == "fashion-mnist":
             with Image.open(path) as img:
                 gray = img.convert("L").resize((image_size, image_size), Image.Resampling.BICUBIC)
-            return rgb_bytes(gray), Normalization.gray(PIXEL_MEAN, PIXEL_STD)
-        return rgb_bytes(imagenet_eval_image(path, image_size)), Normalization(IMAGENET_MEAN, IMAGENET_STD)
+            return rgb_bytes(gray), fashion_mnist.NORMALIZATION
+        return rgb_bytes(imagenet_eval_image(path, image_size)), imagenet.NORMALIZATION
     except (OSError, UnidentifiedImageError, UnreadableImage) as e:
         raise DataError(f"{path} is not a readable image ({e})") from None
