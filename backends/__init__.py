@@ -14,6 +14,10 @@ _REGISTRY = {
     "meta": "backends.meta_backend:MetaBackend",
 }
 _INSTANCES = {}
+# What `get_backend(None)` means: a tensor or layer made without backend= lives here. Ops
+# refuse to mix backends (tinyeffnet.engine.autograd), so a forgotten backend= is an error
+# at the first op, never a silent copy on the wrong backend.
+DEFAULT_BACKEND = "python"
 
 
 def register_backend(name, target):
@@ -26,10 +30,13 @@ def available_backends():
     return sorted(_REGISTRY)
 
 
-def get_backend(name="python", **options):
-    """The backend registered as `name` (one shared instance unless options are given)."""
+def get_backend(name=None, **options):
+    """The backend registered as `name` (one shared instance unless options are given);
+    None is DEFAULT_BACKEND."""
     if isinstance(name, Backend):
         return name
+    if name is None:
+        name = DEFAULT_BACKEND
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(available_backends())}")
     if name in _INSTANCES and not options:
@@ -48,5 +55,5 @@ def get_backend(name="python", **options):
     return backend
 
 
-__all__ = ["Backend", "ContractError", "PRIMITIVES", "get_backend", "register_backend",
+__all__ = ["Backend", "ContractError", "PRIMITIVES", "DEFAULT_BACKEND", "get_backend", "register_backend",
            "available_backends"]

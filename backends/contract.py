@@ -12,6 +12,7 @@ rule, so a new backend is either right or fails loudly at the first wrong result
 Conventions: images are NHWC, conv weights HWIO = (kh, kw, in_channels / groups, out);
 reductions keep rank (the reduced axes become size 1); dtypes are named by strings.
 """
+import math
 
 FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 INT_DTYPES = ("int32",)
@@ -24,13 +25,6 @@ class ContractError(ValueError):
 
 def _shape_str(shape):
     return str(tuple(shape))
-
-
-def _size(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def conv2d_output_hw(in_hw, kernel_hw, stride, padding):
@@ -109,7 +103,7 @@ class Backend:
         self._check_dtype("from_flat", dtype)
         shape = tuple(int(d) for d in shape)
         data = list(data)
-        if len(data) != _size(shape):
+        if len(data) != math.prod(shape):
             self._fail("from_flat", f"{len(data)} values cannot fill shape {_shape_str(shape)}")
         return self._run("from_flat", (shape, dtype), self._from_flat, data, shape, dtype)
 
@@ -230,7 +224,7 @@ class Backend:
     # ----------------------------------------------------------------- movement
     def reshape(self, x, shape):
         shape = tuple(int(d) for d in shape)
-        if _size(shape) != _size(self.shape(x)):
+        if math.prod(shape) != math.prod(self.shape(x)):
             self._fail("reshape", f"cannot reshape {_shape_str(self.shape(x))} to {_shape_str(shape)}")
         return self._run("reshape", (shape, self.dtype(x)), self._reshape, x, shape)
 
@@ -315,7 +309,8 @@ class Backend:
         return self._run("conv2d", (out, dtype), self._conv2d, x, w, stride, padding, groups)
 
     def conv2d_grad_input(self, dy, w, x_shape, stride=1, padding=((0, 0), (0, 0)), groups=1):
-        """dL/dx of conv2d given dL/dy: itself a convolution (see design notes)."""
+        """dL/dx of conv2d given dL/dy: itself a convolution, of dy dilated by the stride with
+        the kernel flipped in space and its in/out channels swapped."""
         x_shape = tuple(int(d) for d in x_shape)
         _, dtype = self._same_dtype("conv2d_grad_input", dy, w)
         out, stride, padding, groups = self._conv_args(

@@ -11,7 +11,7 @@ import operator
 import random
 from itertools import repeat
 
-from .contract import Backend, conv2d_output_hw, _size
+from .contract import Backend, conv2d_output_hw
 
 _COMPARE = {"lt": operator.lt, "le": operator.le, "gt": operator.gt,
             "ge": operator.ge, "eq": operator.eq, "ne": operator.ne}
@@ -178,7 +178,7 @@ class PythonBackend(Backend):
 
     def _full(self, shape, value, dtype):
         cast = float if dtype == "float64" else int
-        return PyArray([cast(value)] * _size(shape), shape, dtype)
+        return PyArray([cast(value)] * math.prod(shape), shape, dtype)
 
     def _key(self, seed):
         return seed
@@ -189,11 +189,11 @@ class PythonBackend(Backend):
 
     def _uniform(self, key, shape, low, high, dtype):
         draw, span = random.Random(key).random, high - low
-        return PyArray([low + span * draw() for _ in range(_size(shape))], shape, dtype)
+        return PyArray([low + span * draw() for _ in range(math.prod(shape))], shape, dtype)
 
     def _normal(self, key, shape, dtype):
         gauss = random.Random(key).gauss
-        return PyArray([gauss(0.0, 1.0) for _ in range(_size(shape))], shape, dtype)
+        return PyArray([gauss(0.0, 1.0) for _ in range(math.prod(shape))], shape, dtype)
 
     def _astype(self, x, dtype):
         cast = float if dtype == "float64" else int
@@ -261,9 +261,9 @@ class PythonBackend(Backend):
             x = self._permute(x, kept + list(axes))
             axes = tuple(range(len(kept), len(x.shape)))
         # View the data as (outer, reduced, inner): each output sums a strided run.
-        outer = _size(x.shape[:axes[0]])
-        m = _size([x.shape[a] for a in axes])
-        inner = _size(x.shape[axes[-1] + 1:])
+        outer = math.prod(x.shape[:axes[0]])
+        m = math.prod([x.shape[a] for a in axes])
+        inner = math.prod(x.shape[axes[-1] + 1:])
         data, step = x.data, m * inner
         if inner == 1:
             out = [fn(data[i:i + m]) for i in range(0, len(data), m)]
@@ -325,7 +325,7 @@ class PythonBackend(Backend):
         *batch, m, k = a.shape
         n = b.shape[-1]
         out = []
-        for i in range(_size(batch)):
+        for i in range(math.prod(batch)):
             out += _matmul_flat(a.data[i * m * k:(i + 1) * m * k], b.data[i * k * n:(i + 1) * k * n], m, k, n)
         return PyArray(out, tuple(batch) + (m, n), a.dtype)
 

@@ -46,12 +46,13 @@ sys.path.insert(0, ROOT)  # so that `import tinyeffnet` works without installing
 #
 # ## The map of the repository
 #
-# Three packages. Rather than a hand-written list that goes stale, we read the first line
+# Three top-level packages (tinyeffnet with its sub-packages). Rather than a hand-written list that goes stale, we read the first line
 # of every module's docstring straight from the source files (with `ast`, without
 # importing anything).
 
 # %%
-PACKAGES = ("backends", "tinyeffnet", "tinyeffnet/nn", "data_tools")
+PACKAGES = ("backends", "tinyeffnet", "tinyeffnet/engine", "tinyeffnet/nn", "tinyeffnet/model", "tinyeffnet/training",
+            "tinyeffnet/experiments", "tinyeffnet/plotting", "tinyeffnet/benchmarks", "data_tools")
 
 
 def first_line(path):
@@ -76,13 +77,15 @@ for path, line in repo_map.items():
 # | layer | files | lessons |
 # |---|---|---|
 # | arrays: the backend contract and its implementations | `backends/contract.py`, `python_backend.py`, `jax_backend.py`, `meta_backend.py` | 01, 04, 05, 12 |
-# | `Tensor` and reverse-mode autograd | `tinyeffnet/tensor.py`, `autograd.py`, `functions.py` | 01, 02 |
-# | checking gradients | `tinyeffnet/gradcheck.py` | 03 (and used everywhere after) |
-# | stateless ops (conv, batch norm, swish, loss) | `tinyeffnet/functional.py` | 04-07, 11 |
+# | `Tensor` and reverse-mode autograd | `tinyeffnet/engine/tensor.py`, `autograd.py`, `ops.py` | 01, 02 |
+# | checking gradients | `tinyeffnet/engine/gradcheck.py` | 03 (and used everywhere after) |
+# | stateless ops (conv, batch norm, swish, loss) | `tinyeffnet/engine/functional.py` | 04-07, 11 |
 # | layers and the module tree | `tinyeffnet/nn/module.py`, `layers.py`, `init.py` | 05-09 |
-# | the network and its variants | `tinyeffnet/efficientnet.py`, `summary.py` | 09, 10 |
-# | one training step, optimizer, schedule | `tinyeffnet/steps.py`, `optim.py`, `schedule.py`, `python_step.py`, `jax_step.py` | 11, 12 |
-# | the trainer | `tinyeffnet/config.py`, `runtime.py`, `train.py`, `data_tools/` | 11-13 |
+# | the network and its variants | `tinyeffnet/model/efficientnet.py`, `stages.py` | 09, 10 |
+# | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11, 12 |
+# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `data_tools/` | 11-13 |
+# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py` | 13 |
+# | the commands | `tinyeffnet/train.py`, `evaluate.py`, `predict.py`, `summary.py`, `ablation.py`, `bench.py` | 00 |
 #
 # ## The path
 #
@@ -106,21 +109,21 @@ for path, line in repo_map.items():
 # %% [markdown]
 # ## Where the trainer's command is explained
 #
-# `python -m tinyeffnet.train --backend jax --variant base` runs `tinyeffnet/train.py:
-# train`. Its steps, in order, and the lesson that explains each:
+# `python -m tinyeffnet.train --backend jax --variant base` runs
+# `tinyeffnet/training/loop.py: train`. Its steps, in order, and the lesson that explains each:
 
 # %%
 TRAIN_WALKTHROUGH = [
-    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/config.py", "11, 13"),
-    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/runtime.py", "12"),
+    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 13"),
+    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "12"),
     ("open the data and batch it (data_tools.Loader)", "data_tools/loader.py", "11"),
-    ("build_model(variant): stem, 16 MBConv blocks, head", "tinyeffnet/efficientnet.py", "04-10"),
+    ("build_model(variant): stem, 16 MBConv blocks, head", "tinyeffnet/model/efficientnet.py", "04-10"),
     ("initialise the weights (Xavier, the paper's choice)", "tinyeffnet/nn/init.py", "10"),
-    ("SGD with Nesterov momentum and weight decay", "tinyeffnet/optim.py", "11, 12"),
-    ("one jit-compiled step: forward, our backward, update", "tinyeffnet/jax_step.py", "02, 12"),
-    ("learning rate per step: warmup then cosine", "tinyeffnet/schedule.py", "11"),
-    ("loss with label smoothing, top-1/top-5", "tinyeffnet/functions.py", "11"),
-    ("evaluate, checkpoint, summary.json", "tinyeffnet/train.py", "13"),
+    ("SGD with Nesterov momentum and weight decay", "tinyeffnet/training/optimizer.py", "11, 12"),
+    ("one step: forward, our backward, update (jit on JAX)", "tinyeffnet/training/step.py", "02, 11, 12"),
+    ("learning rate per step: warmup then cosine", "tinyeffnet/training/schedule.py", "11"),
+    ("loss with label smoothing, top-1/top-5", "tinyeffnet/engine/ops.py", "11"),
+    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "13"),
 ]
 for what, where, lessons in TRAIN_WALKTHROUGH:
     print(f"{what:<56} {where:<28} lesson {lessons}")
@@ -149,8 +152,8 @@ numbers = [int(n[:2]) for n in lessons]
 assert numbers[:14] == list(range(14)), f"expected lessons 00..13, found {lessons}"
 for _, where, _ in TRAIN_WALKTHROUGH:
     assert os.path.exists(os.path.join(ROOT, where)), f"the walkthrough names {where}, which does not exist"
-for module in ("backends/contract.py", "tinyeffnet/tensor.py", "tinyeffnet/autograd.py",
-               "tinyeffnet/efficientnet.py", "tinyeffnet/train.py", "data_tools/loader.py"):
+for module in ("backends/contract.py", "tinyeffnet/engine/tensor.py", "tinyeffnet/engine/autograd.py",
+               "tinyeffnet/model/efficientnet.py", "tinyeffnet/train.py", "data_tools/loader.py"):
     assert module in repo_map, f"{module} is missing from the repository map"
 print(f"{len(lessons)} lessons, {len(repo_map)} modules mapped")
 print("ok: lesson 00 checks passed")

@@ -57,7 +57,7 @@ print(labels, labels.tolist())
 # ## The backend contract
 #
 # `backends/contract.py: class Backend` lists every operation layer code may ask for.
-# Here they are, grouped as the design notes group them:
+# Here they are, grouped by what they do:
 
 # %%
 print(len(PRIMITIVES), "primitives:")

@@ -6,7 +6,7 @@
 # record what the forward pass did (the *tape*), then walk it backwards once, applying
 # the chain rule at every step.
 #
-# tinyeffnet's autograd is about 110 lines: `tinyeffnet/autograd.py`. We build it up from
+# tinyeffnet's autograd is about 110 lines: `tinyeffnet/engine/autograd.py`. We build it up from
 # one number to a tensor graph.
 
 # %%
@@ -19,9 +19,10 @@ sys.path.insert(0, ROOT)
 
 import inspect
 
-import tinyeffnet.functions as fn
-from tinyeffnet import Tensor, autograd, no_grad
-from tinyeffnet.autograd import Function, topological_order
+import tinyeffnet.engine.ops as fn
+from tinyeffnet import Tensor, no_grad
+from tinyeffnet.engine import autograd
+from tinyeffnet.engine.autograd import Function, topological_order
 
 # %% [markdown]
 # ## One number

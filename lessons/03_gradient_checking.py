@@ -28,9 +28,10 @@ sys.path.insert(0, ROOT)
 import inspect
 import math
 
-import tinyeffnet.functions as fn
-from tinyeffnet import Tensor, functional as F, gradcheck
-from tinyeffnet.gradcheck import GradcheckError, check_elementwise, check_projection
+import tinyeffnet.engine.ops as fn
+from tinyeffnet import Tensor, functional as F
+from tinyeffnet.engine import gradcheck
+from tinyeffnet.engine.gradcheck import GradcheckError, check_elementwise, check_projection
 
 # %% [markdown]
 # ## The error, measured
@@ -51,7 +52,7 @@ for eps in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-8, 1e-10):
 # central error 100x smaller, until round-off wins: at 1e-8 and 1e-10 the errors grow
 # again, as 1e-16 / eps predicts. `gradcheck` uses eps = 1e-5.
 #
-# ## `tinyeffnet/gradcheck.py`
+# ## `tinyeffnet/engine/gradcheck.py`
 #
 # Two ways to check a function `f(*inputs) -> Tensor`:
 #

@@ -23,11 +23,11 @@ sys.path.insert(0, ROOT)
 import inspect
 import operator
 
-import tinyeffnet.functions as fn
+import tinyeffnet.engine.ops as fn
 from backends import get_backend
 from backends.python_backend import PythonBackend
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.gradcheck import check_projection
+from tinyeffnet.engine.gradcheck import check_projection
 
 py = get_backend("python")
 

@@ -24,7 +24,7 @@ import inspect
 
 from backends import get_backend
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.gradcheck import check_projection
+from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import Conv2d, DepthwiseConv2d
 
 # %% [markdown]

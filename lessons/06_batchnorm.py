@@ -27,10 +27,10 @@ sys.path.insert(0, ROOT)
 import inspect
 import math
 
-import tinyeffnet.functions as fn
+import tinyeffnet.engine.ops as fn
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.autograd import topological_order
-from tinyeffnet.gradcheck import check_elementwise, check_projection
+from tinyeffnet.engine.autograd import topological_order
+from tinyeffnet.engine.gradcheck import check_elementwise, check_projection
 from tinyeffnet.nn import BatchNorm2d
 
 # %% [markdown]
@@ -63,7 +63,7 @@ print("moving var after one step: ", bn.moving_var.tolist(), " (0.99 * 1 + 0.01 
 # short run the moving statistics are still close to their initial values (0 and 1), so
 # evaluation normalises with the wrong numbers and accuracy collapses. That is why the
 # trainer's `default` preset (a few hundred steps on the embedded data) uses momentum 0.9
-# (`tinyeffnet/config.py`), while the `imagenet` preset keeps the paper's 0.99.
+# (`tinyeffnet/training/config.py`), while the `imagenet` preset keeps the paper's 0.99.
 
 # %%
 bn = BatchNorm2d(2)

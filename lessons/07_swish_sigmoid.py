@@ -23,9 +23,9 @@ import inspect
 import math
 
 import backends.python_backend as pb
-import tinyeffnet.functions as fn
+import tinyeffnet.engine.ops as fn
 from tinyeffnet import Tensor
-from tinyeffnet.gradcheck import check_elementwise
+from tinyeffnet.engine.gradcheck import check_elementwise
 
 # %% [markdown]
 # ## A stable sigmoid

@@ -29,8 +29,8 @@ import inspect
 
 from backends import get_backend
 from tinyeffnet import Tensor
-from tinyeffnet.efficientnet import SE_RATIO, block_specs
-from tinyeffnet.gradcheck import check_projection
+from tinyeffnet.model.efficientnet import SE_RATIO, block_specs
+from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import Conv2d, DepthwiseConv2d, SqueezeExcite, initialize
 
 # %%

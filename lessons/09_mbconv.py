@@ -30,8 +30,8 @@ import inspect
 
 from backends import get_backend
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.efficientnet import BlockSpec, MBConv, block_specs
-from tinyeffnet.gradcheck import check_projection
+from tinyeffnet.model.efficientnet import BlockSpec, MBConv, block_specs
+from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import initialize
 
 # %%

@@ -6,7 +6,7 @@
 # dropout 0.2 and a fully connected layer to the 1000 classes. Every conv is followed by
 # BN and swish except the blocks' projections (lesson 09).
 #
-# `tinyeffnet/efficientnet.py: build_model(variant, model, num_classes, init, seed)` is
+# `tinyeffnet/model/efficientnet.py: build_model(variant, model, num_classes, init, seed)` is
 # the one way to make a network. We run it on the meta backend: full-size B0 at 224x224
 # costs milliseconds, because no number is ever computed.
 
@@ -21,10 +21,10 @@ sys.path.insert(0, ROOT)
 import inspect
 import math
 
-from tinyeffnet.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, VARIANTS, EfficientNet, block_specs,
+from tinyeffnet.model.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, VARIANTS, EfficientNet, block_specs,
                                      build_model, round_filters, round_repeats)
 from tinyeffnet.nn import init as initializers
-from tinyeffnet.summary import format_table, summarize
+from tinyeffnet.model.stages import format_table, summarize
 
 # %% [markdown]
 # ## Table I, measured

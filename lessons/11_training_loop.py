@@ -4,11 +4,11 @@
 # We have a network (lesson 10) and gradients (lessons 02-09). Training needs four more
 # pieces, each in its own small file:
 #
-# 1. a **loss**: softmax cross-entropy with label smoothing (`tinyeffnet/functions.py`);
-# 2. an **optimizer**: SGD with Nesterov momentum and weight decay (`tinyeffnet/optim.py`);
-# 3. a **learning-rate schedule**: linear warmup then cosine decay (`tinyeffnet/schedule.py`);
+# 1. a **loss**: softmax cross-entropy with label smoothing (`tinyeffnet/engine/ops.py`);
+# 2. an **optimizer**: SGD with Nesterov momentum and weight decay (`tinyeffnet/training/optimizer.py`);
+# 3. a **learning-rate schedule**: linear warmup then cosine decay (`tinyeffnet/training/schedule.py`);
 # 4. **data** in batches (`data_tools`), and one **step** that ties them together
-#    (`tinyeffnet/steps.py`, `tinyeffnet/python_step.py`).
+#    (`tinyeffnet/training/step.py`), which the runtime runs (`tinyeffnet/training/runtime.py`).
 #
 # At the end we run real steps of a tiny EfficientNet on real images, in pure Python, and
 # watch the loss go down.
@@ -25,17 +25,18 @@ import inspect
 import math
 import time
 
-import tinyeffnet.functions as fn
+import tinyeffnet.engine.ops as fn
 from backends import get_backend
 from data_tools import Loader, open_dataset
-from tinyeffnet import Tensor, functional as F, python_step, steps
-from tinyeffnet.config import PRESETS, TrainConfig
-from tinyeffnet.efficientnet import build_model
-from tinyeffnet.gradcheck import check_elementwise
-from tinyeffnet.metrics import topk_correct
-from tinyeffnet.optim import SGD, decay_mask
-from tinyeffnet.runtime import make_runtime
-from tinyeffnet.schedule import learning_rate, scaled_peak_lr
+from tinyeffnet import Tensor, functional as F
+from tinyeffnet.training import step as steps
+from tinyeffnet.training.config import PRESETS, TrainConfig
+from tinyeffnet.model.efficientnet import build_model
+from tinyeffnet.engine.gradcheck import check_elementwise
+from tinyeffnet.training.metrics import topk_correct
+from tinyeffnet.training.optimizer import NesterovSGD, apply_updates, decay_mask
+from tinyeffnet.training.runtime import make_runtime
+from tinyeffnet.training.schedule import learning_rate, scaled_peak_lr
 
 py = get_backend("python")
 
@@ -86,7 +87,7 @@ print(f"lowest possible training loss with 10 classes and smoothing 0.1: {floor:
 
 # %% [markdown]
 # **Accuracy** is reported as top-1 and top-5: is the label among the 1 (or 5) largest
-# logits? `tinyeffnet/metrics.py` counts, for each example, how many classes score
+# logits? `tinyeffnet/training/metrics.py` counts, for each example, how many classes score
 # strictly higher than the label; no sorting, so it runs inside a compiled program too.
 
 # %%
@@ -106,14 +107,19 @@ print("top-1:", py.to_flat(correct[1]), " top-2:", py.to_flat(correct[2]))
 # Nesterov "looks ahead": it steps along the gradient plus the momentum it is about to
 # have. One step by hand, param 1.0, grad 0.5, lr 0.1, v starting at 0:
 # g = 0.5001, v = 0.5001, step = 0.5001 * 1.9 = 0.95019, param = 1 - 0.095019 = 0.904981.
+#
+# The optimizer has optax's shape: `update(grads, state, params)` returns the step's
+# direction (the state keeps v, the "trace"), and `apply_updates` scales it by this
+# step's learning rate, which the schedule feeds in as a number.
 
 # %%
-print(inspect.getsource(SGD.update))
-sgd = SGD(py, momentum=0.9, weight_decay=1e-4)
+print(inspect.getsource(NesterovSGD.update))
 params = {"conv.weight": py.from_flat([1.0], (1,)), "bn.gamma": py.from_flat([1.0], (1,))}
 grads = {"conv.weight": py.from_flat([0.5], (1,)), "bn.gamma": py.from_flat([0.5], (1,))}
-velocity = sgd.init(params)
-new_params, velocity = sgd.update(params, grads, velocity, lr=0.1)
+sgd = NesterovSGD(py, list(params), momentum=0.9, weight_decay=1e-4)
+opt_state = sgd.init(params)
+updates, opt_state = sgd.update(grads, opt_state, params)
+new_params = apply_updates(py, params, updates, lr=0.1)
 print("decay mask:", decay_mask(params))
 print("after one step:", {n: py.to_flat(p)[0] for n, p in new_params.items()})
 
@@ -189,14 +195,15 @@ print("batch:", loader.batch_shape, "labels", list(batch.labels), "valid", batch
 # table.) Each example's randomness is seeded by (seed, epoch, index), so a batch is
 # the same whoever builds it, whichever worker process, before or after a resume.
 #
-# One training step (`tinyeffnet/steps.py: gradients`) binds the parameters into the
+# One training step (`tinyeffnet/training/step.py: gradients`) binds the parameters into the
 # model (`Module.bind`, lesson 08), runs the forward in training mode, the loss, and OUR
-# backward; `python_step.make_train_step` adds the SGD update. The state is a plain dict:
-# params, buffers (BN moving statistics), optimizer state.
+# backward; `make_train_step` adds the optimizer's update. The same function is the JAX
+# step too (lesson 12): the runtime compiles it there and runs it as it is here. The state
+# is a plain dict: params, buffers (BN moving statistics), optimizer state.
 
 # %%
 print(inspect.getsource(steps.gradients))
-print(inspect.getsource(python_step.make_train_step))
+print(inspect.getsource(steps.make_train_step))
 
 # %% [markdown]
 # ## Real steps, in pure Python
@@ -210,9 +217,9 @@ print(inspect.getsource(python_step.make_train_step))
 # %%
 net = build_model("base", num_classes=10, width=0.25, depth=0.1, seed=0, bn_momentum=0.9)
 runtime = make_runtime("python")
-optimizer = python_step.make_optimizer([n for n, _ in net.named_parameters()])
-state = python_step.init_state(net, optimizer)
-train_step = python_step.make_train_step(net, optimizer, label_smoothing=0.1)
+optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+state = runtime.put_state(steps.init_state(net, optimizer))
+train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)))
 images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 print(f"{net.num_parameters():,} parameters; images {py.shape(images)} labels {py.to_flat(labels)}")
 losses = []
@@ -225,7 +232,7 @@ for step in range(10):
 print(f"{(time.time() - start) / 10:.2f} s per step")
 
 # %% [markdown]
-# That is the whole trainer in miniature. `tinyeffnet/train.py: train` adds the
+# That is the whole trainer in miniature. `tinyeffnet/training/loop.py: train` adds the
 # bookkeeping around it: for each step, `lr = learning_rate(step / steps_per_epoch, ...)`;
 # metrics are fetched one step late (so a fast device never waits for the host); a
 # metrics.jsonl line every `--log-every` steps; a checkpoint now and then; an evaluation in

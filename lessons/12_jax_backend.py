@@ -12,7 +12,7 @@
 # update together) into fused machine code. Later calls run only the compiled program: the
 # Python tape costs nothing per step.
 #
-# This is why the design notes insist on: parameters passed in as arguments (`Module.bind`),
+# This is why the layer code keeps to three rules: parameters passed in as arguments (`Module.bind`),
 # random keys passed in explicitly, and no `.item()` or value-dependent Python branch
 # inside a step.
 
@@ -39,10 +39,12 @@ import jax.numpy as jnp
 from backends import get_backend
 from backends import jax_backend
 from data_tools import Loader, open_dataset
-from tinyeffnet import Tensor, functional as F, jax_step, optim, steps
-from tinyeffnet.efficientnet import build_model
+from tinyeffnet import Tensor, functional as F
+from tinyeffnet.training import step as steps
+from tinyeffnet.training.optimizer import NesterovSGD, apply_updates, optax_nesterov_sgd
+from tinyeffnet.model.efficientnet import build_model
 from tinyeffnet.nn import Conv2d
-from tinyeffnet.runtime import make_runtime
+from tinyeffnet.training.runtime import JaxRuntime, make_runtime
 
 jb, py = get_backend("jax"), get_backend("python")
 print("jax", jax.__version__, "devices:", jax.devices())
@@ -164,35 +166,38 @@ print(f"the two paths agree to {taps_diff:.1e} (relative, float32)")
 # %% [markdown]
 # (Timings are printed, never asserted: they depend on the machine and its load.)
 #
-# ## The training step: `tinyeffnet/jax_step.py`
+# ## The training step: the same function, compiled by the runtime
 
 # %%
-print(inspect.getsource(jax_step.make_train_step))
+print(inspect.getsource(JaxRuntime.compile_train_step))
 
 # %% [markdown]
+# The step is `tinyeffnet/training/step.py: make_train_step`, the very function lesson 11
+# ran on the Python backend; the JAX runtime adds only `jax.jit`, donation and shardings.
 # The state is a dict pytree: params (float32 masters), buffers (BN moving statistics),
 # optax's optimizer state. `donate_argnums=(0,)` donates the old state to the step: XLA
 # may write the new state into the old buffers, so the parameters are updated in place
 # and device memory holds one copy, not two. The optimizer is optax's
-# `add_decayed_weights` + `sgd(nesterov=True)`: the same update as `tinyeffnet/optim.py`
+# `add_decayed_weights` + `trace(nesterov=True)`: the same update as `NesterovSGD`
 # (lesson 11). Check it on a few numbers:
 
 # %%
 names = ["conv.weight", "bn.gamma"]
-opt = jax_step.make_optimizer(names, momentum=0.9, weight_decay=1e-4)
+opt = optax_nesterov_sgd(names, momentum=0.9, weight_decay=1e-4)
 p0 = {"conv.weight": jnp.array([1.0, -2.0]), "bn.gamma": jnp.array([1.0, 0.5])}
 g0 = {"conv.weight": jnp.array([0.5, 0.25]), "bn.gamma": jnp.array([0.5, -1.0])}
-opt_state = jax_step._set_lr(opt.init(p0), 0.1)
+opt_state = opt.init(p0)
 p_optax = p0
 for _ in range(2):
     updates, opt_state = opt.update(g0, opt_state, p_optax)
-    p_optax = jax.tree_util.tree_map(lambda p, u: p + u, p_optax, updates)
-sgd = optim.SGD(py, momentum=0.9, weight_decay=1e-4)
+    p_optax = apply_updates(jb, p_optax, updates, 0.1)
+sgd = NesterovSGD(py, names, momentum=0.9, weight_decay=1e-4)
 p_ours = {n: py.from_flat(v.tolist(), v.shape) for n, v in p0.items()}
 g_ours = {n: py.from_flat(v.tolist(), v.shape) for n, v in g0.items()}
-vel = sgd.init(p_ours)
+sgd_state = sgd.init(p_ours)
 for _ in range(2):
-    p_ours, vel = sgd.update(p_ours, g_ours, vel, 0.1)
+    updates, sgd_state = sgd.update(g_ours, sgd_state, p_ours)
+    p_ours = apply_updates(py, p_ours, updates, 0.1)
 optax_diff = max(abs(a - b) for n in names for a, b in zip(p_optax[n].tolist(), py.to_flat(p_ours[n])))
 print("two steps, optax:", {n: p_optax[n].tolist() for n in names})
 print("two steps, ours: ", {n: py.to_flat(p_ours[n]) for n in names}, f"(largest difference {optax_diff:.1e})")
@@ -229,9 +234,9 @@ loader = Loader(open_dataset("default", "train", image_size=16), batch_size=8, s
 batch = next(loader.batches(epoch=0))
 images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 
-optimizer = jax_step.make_optimizer([n for n, _ in net.named_parameters()])
-state = jax_step.init_state(net, optimizer)
-train_step = jax_step.make_train_step(net, optimizer, label_smoothing=0.1)
+optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+state = runtime.put_state(steps.init_state(net, optimizer))
+train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)))
 key = runtime.step_key(0, 0)
 
 start = time.perf_counter()
@@ -255,11 +260,11 @@ print("  ", ", ".join(f"{name} {n}" for name, n in hlo_ops.most_common(10)))
 # images, as in lesson 11.
 
 # %%
-loss_py, _, _, _ = steps.forward_loss(net_py, py, {n: p.data for n, p in net_py.named_parameters()},
+loss_py, _, _, _ = steps.forward_loss(net_py, {n: p.data for n, p in net_py.named_parameters()},
                                       {n: b.data for n, b in net_py.named_buffers()},
-                                      py.from_flat(loader.normalization.floats(batch.images),
-                                                   loader.batch_shape),
-                                      py.from_flat(list(batch.labels), (8,), "int32"), None, 0.1, "float64")
+                                      py.from_flat(loader.normalization.floats(batch.images), loader.batch_shape),
+                                      py.from_flat(list(batch.labels), (8,), "int32"),
+                                      options=steps.StepOptions(label_smoothing=0.1, compute_dtype="float64"))
 old_state = state
 losses = []
 start = time.perf_counter()
@@ -273,7 +278,7 @@ print("losses:", [round(v, 4) for v in losses])
 print(f"{run_seconds * 1e3:.1f} ms per step; old state donated (its buffers deleted): {donated}")
 
 # %% [markdown]
-# Evaluation compiles a second, smaller program, `jax_step.make_eval_step`: the forward
+# Evaluation compiles a second, smaller program, `steps.make_eval_step`: the forward
 # in eval mode, summing top-1, top-5 and loss over the batch. The last eval batch is
 # padded up to the batch size (every program has one fixed shape), and a 0/1 `valid` mask
 # keeps the padding from counting.
@@ -281,7 +286,7 @@ print(f"{run_seconds * 1e3:.1f} ms per step; old state donated (its buffers dele
 # ## Many devices: `jax.sharding`
 #
 # Data parallelism: every device holds the whole state (replicated) and a slice of the
-# batch. `jax_step.make_mesh()` puts all devices on one mesh axis named "batch";
+# batch. `distributed.make_mesh()` puts all devices on one mesh axis named "batch";
 # `NamedSharding(mesh, PartitionSpec("batch"))` splits an array's first axis along it and
 # `PartitionSpec()` replicates. Given these shardings, `jax.jit` compiles the *same* step
 # for all devices, and XLA inserts the communication: batch norm's sums and the gradient
@@ -295,10 +300,10 @@ print(f"{run_seconds * 1e3:.1f} ms per step; old state donated (its buffers dele
 # %%
 child = r"""
 import json, jax, jax.numpy as jnp
-from tinyeffnet import jax_step
-mesh = jax_step.make_mesh()
-x = jax.device_put(jnp.arange(16 * 4, dtype=jnp.float32).reshape(16, 4), jax_step.batch_sharding(mesh))
-total = jax.jit(lambda x: x.sum(), out_shardings=jax_step.replicated(mesh))(x)
+from tinyeffnet.training.distributed import batch_sharding, make_mesh, replicated
+mesh = make_mesh()
+x = jax.device_put(jnp.arange(16 * 4, dtype=jnp.float32).reshape(16, 4), batch_sharding(mesh))
+total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(x)
 print(json.dumps(dict(devices=jax.device_count(), mesh=dict(mesh.shape),
                       shards=[list(s.data.shape) for s in x.addressable_shards],
                       spec=str(x.sharding.spec), total=float(total))))
@@ -342,7 +347,7 @@ print("activation dtype:", y_bf16.dtype, "| master weight dtype:", w.dtype, "| i
 # 2. **Many hosts.** A TPU pod slice (or several GPU machines) runs ONE command on every
 #    worker; each process feeds its own shard of every global batch (`Loader(...,
 #    process_index, process_count)`), and `jax.distributed.initialize()` connects them
-#    (`tinyeffnet/distributed.py`). On Cloud TPU the workers find each other:
+#    (`tinyeffnet/training/distributed.py`). On Cloud TPU the workers find each other:
 #
 #        gcloud compute tpus tpu-vm ssh NAME --worker=all --command \
 #          "cd tinyeffnet && python -m tinyeffnet.train --backend jax --data imagenet:/data/imagenet"
@@ -352,7 +357,7 @@ print("activation dtype:", y_bf16.dtype, "| master weight dtype:", w.dtype, "| i
 #    0 logs and writes checkpoints.
 
 # %%
-from tinyeffnet import distributed
+from tinyeffnet.training import distributed
 
 print(inspect.getsource(distributed.initialize))
 
@@ -368,7 +373,7 @@ assert ops["conv_general_dilated"] == 2 and ops["logistic"] == 2, "forward conv 
 assert abs(float(loss_value) - ref_loss) < 1e-5 and diff_python < 1e-5 and diff_oracle < 1e-5
 assert conv_ops[True] == 0 and conv_ops[False] == 3, conv_ops
 assert taps_diff < 1e-5, "both depthwise paths compute the same gradients"
-assert optax_diff < 1e-6, "optax's chain makes the same update as tinyeffnet/optim.py"
+assert optax_diff < 1e-6, "optax's chain makes the same update as tinyeffnet/training/optimizer.py"
 assert hlo_ops["convolution"] > 0 and len(hlo.splitlines()) > 1000
 assert abs(losses[0] - loss_py.item()) < 1e-4, (losses[0], loss_py.item())
 assert sum(losses[-3:]) / 3 < 0.6 * losses[0], f"the loss should fall on repeated images: {losses}"

@@ -7,13 +7,13 @@
 # costs about 0.7; in all blocks 1.0 (SE at the end) and 1.4 (no SE). Its conclusion:
 # SE after the projection is not a good idea, and not every block needs SE.
 #
-# `tinyeffnet/ablation.py` runs that experiment:
+# `tinyeffnet/experiments/ablation.py` runs that experiment:
 #
 #     python -m tinyeffnet.ablation --variants all --workdir runs/ablation
 #
 # trains every variant with the identical recipe (every flag of `tinyeffnet.train`,
 # resolved once), the same data order and the same seeds, each in its own process, then
-# writes `table2.md`, `table2.json` and `table2.png` (`tinyeffnet/report.py`). It
+# writes `table2.md`, `table2.json` and `table2.png` (`tinyeffnet/experiments/table2.py`). It
 # resumes: rerun the same command and finished runs are kept. That is the real
 # comparison; on the embedded data it takes minutes per variant with JAX (`--seeds 3`
 # gives error bars), on ImageNet (`--data imagenet:DIR`) it is the paper's 350 epochs.
@@ -38,10 +38,10 @@ import shutil
 import tempfile
 
 from backends import get_backend
-from tinyeffnet import ablation, report
-from tinyeffnet.checkpoint import latest_checkpoint, load_checkpoint
-from tinyeffnet.config import TrainConfig
-from tinyeffnet.efficientnet import PAPER_TABLE2, build_model
+from tinyeffnet.experiments import ablation, table2 as report
+from tinyeffnet.training.checkpoint import latest_checkpoint, load_checkpoint
+from tinyeffnet.training.config import TrainConfig
+from tinyeffnet.model.efficientnet import PAPER_TABLE2, build_model
 
 # %% [markdown]
 # ## The API

@@ -11,10 +11,11 @@ import time
 import pytest
 from PIL import Image
 
-from tinyeffnet.ablation import AblationError, main, parse_variants, plan, run_dir
-from tinyeffnet.config import TrainConfig
-from tinyeffnet.efficientnet import VARIANTS, build_model
-from tinyeffnet.report import build_table, markdown
+from tinyeffnet.ablation import main
+from tinyeffnet.experiments.ablation import AblationError, parse_variants, plan, run_dir
+from tinyeffnet.training.config import TrainConfig
+from tinyeffnet.model.efficientnet import VARIANTS, build_model
+from tinyeffnet.experiments.table2 import build_table, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_JAX = importlib.util.find_spec("jax") is not None
@@ -128,7 +129,7 @@ def test_other_recipe_is_refused_not_overwritten(ablation):
     before = (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns
     done, _ = _cli(w, "--lr", "0.3")
     assert done.returncode == 2
-    from tinyeffnet.config import PRESETS
+    from tinyeffnet.training.config import PRESETS
     trained = PRESETS["default"]["lr"]
     assert "another recipe" in done.stderr and f"lr: trained {trained}, requested 0.3" in done.stderr
     assert (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns == before

@@ -7,7 +7,7 @@ import pytest
 
 from backends import ContractError
 from tinyeffnet import Tensor, functional as F, no_grad
-from tinyeffnet.gradcheck import GradcheckError, check_elementwise, check_projection
+from tinyeffnet.engine.gradcheck import GradcheckError, check_elementwise, check_projection
 
 TOL = 1e-6
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,7 +191,7 @@ def test_projection_check_on_a_bigger_graph():
 
 
 def test_gradcheck_points_at_a_wrong_gradient():
-    from tinyeffnet.autograd import Function
+    from tinyeffnet.engine.autograd import Function
 
     class WrongSquare(Function):
         def forward(self, x):
@@ -226,13 +226,13 @@ def test_project_modules_never_import_numpy():
 import sys
 sys.modules['numpy'] = None
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.efficientnet import build_model
+from tinyeffnet.model.efficientnet import build_model
 net = build_model(num_classes=3, width=0.25, depth=0.1)
 x = Tensor.uniform(0, (2, 16, 16, 3), -1.0, 1.0)
 loss = F.cross_entropy(net(x, key=1), [0, 2])
 loss.backward()
 assert all(p.grad is not None for p in net.parameters())
-import tinyeffnet.summary, tinyeffnet.gradcheck, tinyeffnet.bench, backends.meta_backend
+import tinyeffnet.summary, tinyeffnet.engine.gradcheck, tinyeffnet.bench, backends.meta_backend
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -11,7 +11,7 @@ import pytest
 
 from backends import ContractError, PRIMITIVES, get_backend
 from backends.contract import Backend
-from tinyeffnet.bench import naive_conv2d
+from tinyeffnet.benchmarks.conv import naive_conv2d
 
 F64 = "float64"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from backends import get_backend
-from tinyeffnet.checkpoint import (CheckpointError, best_checkpoint, checkpoint_state,
+from tinyeffnet.training.checkpoint import (CheckpointError, best_checkpoint, checkpoint_meta,
                                    from_record, latest_checkpoint, load_checkpoint,
                                    resolve_checkpoint, save_checkpoint, to_record)
 
@@ -78,14 +78,14 @@ def test_state_round_trip(tmp_path):
     path = save_checkpoint(tmp_path, 1234, {}, py(), dict(STATE, step=1234), best_metric=0.25)
     assert os.path.basename(path) == "step-00001234.safetensors"
     _, state = load_checkpoint(path, py())
-    assert state == dict(STATE, step=1234, format_version=1, best_metric=0.25, higher_is_better=True)
-    assert checkpoint_state(path) == state
+    assert state == dict(STATE, step=1234, format_version=2, best_metric=0.25, higher_is_better=True)
+    assert checkpoint_meta(path) == state
 
 
 def test_state_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="not JSON-serialisable"):
         save_checkpoint(tmp_path, 1, {}, py(), {"when": object()})
-    with pytest.raises(CheckpointError, match="state says step 5 but step=6"):
+    with pytest.raises(CheckpointError, match="meta says step 5 but step=6"):
         save_checkpoint(tmp_path, 6, {}, py(), {"step": 5})
     with pytest.raises(CheckpointError, match="keep_last=0"):
         save_checkpoint(tmp_path, 6, {}, py(), {}, keep_last=0)
@@ -175,10 +175,10 @@ import random, sys
 sys.path.insert(0, {root!r})
 from backends import get_backend
 from backends.python_backend import PyArray
-from tinyeffnet.checkpoint import latest_checkpoint, save_checkpoint, checkpoint_state
+from tinyeffnet.training.checkpoint import latest_checkpoint, save_checkpoint, checkpoint_meta
 directory, b = sys.argv[1], get_backend("python")
 latest = latest_checkpoint(directory)
-step = checkpoint_state(latest)["step"] + 1 if latest else 1
+step = checkpoint_meta(latest)["step"] + 1 if latest else 1
 big = PyArray([0.5] * 250_000, (250_000,), "float64")  # 2 MB
 while True:
     tensors = {{"params/big": big, "params/step": b.from_flat([float(step)], (1,))}}
@@ -212,11 +212,11 @@ def test_kill_9_while_saving_leaves_loadable_checkpoints(tmp_path):
         if os.path.lexists(tmp_path / "best.safetensors"):
             best = best_checkpoint(tmp_path)
             assert best is not None, "best.safetensors dangles"
-            assert checkpoint_state(best)["best_metric"] is not None
+            assert checkpoint_meta(best)["best_metric"] is not None
         temps_seen += any(".tmp-" in n for n in os.listdir(tmp_path))
     print(f"{temps_seen} of 8 kills left a temp file behind")
     # The next save cleans whatever temp files the killed writers left behind.
-    save(tmp_path, checkpoint_state(latest_checkpoint(tmp_path))["step"] + 1)
+    save(tmp_path, checkpoint_meta(latest_checkpoint(tmp_path))["step"] + 1)
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
 
 
@@ -226,7 +226,7 @@ import sys
 sys.modules['numpy'] = None  # any 'import numpy' now raises ImportError
 sys.path.insert(0, {ROOT!r})
 from backends import get_backend
-from tinyeffnet.checkpoint import save_checkpoint, load_checkpoint
+from tinyeffnet.training.checkpoint import save_checkpoint, load_checkpoint
 b = get_backend('python')
 save_checkpoint({str(tmp_path)!r}, 1, {{'params/w': b.from_flat([1.0, 2.0], (2,))}}, b, {{}}, best_metric=1.0)
 tensors, state = load_checkpoint({str(tmp_path)!r}, b)

@@ -1,7 +1,7 @@
 """Training configuration: presets fill what no flag gives, and bad values fail in one line."""
 import pytest
 
-from tinyeffnet.config import PRESETS, TrainConfig, build_parser, config_from_args
+from tinyeffnet.training.config import PRESETS, TrainConfig, build_parser, config_from_args
 
 
 def resolved(*argv):

@@ -1,4 +1,4 @@
-"""Augmentation (efficientnet-facts.md, "Training recipe"): random resized crop, eval center
+"""Augmentation (the official EfficientNet input pipeline): random resized crop, eval center
 crop, JPEG draft decoding, AutoAugment's ImageNet policy, Fashion-MNIST flip+translation."""
 import random
 

@@ -1,5 +1,5 @@
-"""IDX reading/writing and Fashion-MNIST file validation (spec: efficientnet-facts.md,
-"Small real data available here": 28x28 grayscale, 10 classes, gzipped IDX files)."""
+"""IDX reading/writing and Fashion-MNIST file validation (28x28 grayscale,
+10 classes, gzipped IDX files, as the official Fashion-MNIST release ships them)."""
 import gzip
 import os
 import struct

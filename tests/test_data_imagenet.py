@@ -1,4 +1,4 @@
-"""ImageNet on disk (efficientnet-facts.md, "ImageNet on disk"): ImageFolder, flat val with
+"""ImageNet on disk: ImageFolder, flat val with
 Kaggle or devkit labels, and the odd files that must decode to RGB or be skipped."""
 import os
 import random

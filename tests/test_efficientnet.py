@@ -1,5 +1,5 @@
-"""The EfficientNet family: exact parameter counts and MACs from the facts file
-(../shared/reference/efficientnet-facts.md), variant names, state dicts, the summary CLI."""
+"""The EfficientNet family: exact parameter counts (the paper's Table II rounds them to
+0.01M), MACs, variant names, state dicts, the summary CLI."""
 import json
 import subprocess
 import sys
@@ -7,15 +7,16 @@ import sys
 import pytest
 
 from tinyeffnet import Tensor
-from tinyeffnet.efficientnet import block_specs, build_model, canonical_variant
-from tinyeffnet.summary import main as summary_main, summarize
+from tinyeffnet.model.efficientnet import block_specs, build_model, canonical_variant
+from tinyeffnet.model.stages import summarize
+from tinyeffnet.summary import main as summary_main
 
-# facts file: "The paper's variants (Table II) and exact trainable parameter counts"
+# Exact trainable parameters, 1000 classes; the paper's Table II: 5.29M, 5.16M, 4.91M, 4.78M, 5.11M, 4.83M, 4.65M
 VARIANT_PARAMS = {
     "base": 5_288_548, "seend@noskip": 5_159_764, "seend@hasskip": 4_906_788, "seend@all": 4_778_004,
     "nose@noskip": 5_110_376, "nose@hasskip": 4_830_180, "nose@all": 4_652_008,
 }
-# facts file: "Compound scaling (B0-B7)"
+# Compound scaling (width, depth, resolution of the official EfficientNet code), 1000 classes
 MODEL_PARAMS = {"b0": 5_288_548, "b1": 7_794_184, "b2": 9_109_994, "b3": 12_233_232, "b4": 19_341_616,
                 "b5": 30_389_784, "b6": 43_040_704, "b7": 66_347_960}
 

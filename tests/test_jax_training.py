@@ -12,12 +12,15 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 from backends import get_backend  # noqa: E402
-from tinyeffnet import Tensor, functional as F, steps  # noqa: E402
-from tinyeffnet.efficientnet import BlockSpec, MBConv, build_model  # noqa: E402
+from tinyeffnet import Tensor, functional as F  # noqa: E402
+from tinyeffnet.training import step as steps  # noqa: E402
+from tinyeffnet.training.step import StepOptions  # noqa: E402
+from tinyeffnet.model.efficientnet import BlockSpec, MBConv, build_model  # noqa: E402
 from tinyeffnet.nn import BatchNorm2d, Conv2d, DepthwiseConv2d, Linear, SqueezeExcite  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY, JX = get_backend("python"), get_backend("jax")
+F64 = StepOptions(label_smoothing=0.1, compute_dtype="float64")
 
 
 def copy_weights(src, dst):
@@ -105,8 +108,7 @@ def test_tiny_b0_same_loss_gradients_and_bn_statistics_on_both_backends():
         params = {n: p.data for n, p in net.named_parameters()}
         buffers = {n: t.data for n, t in net.named_buffers()}
         y = b.from_flat(labels, (3,), "int32")
-        run = lambda params, buffers, xx, y, net=net, b=b: steps.gradients(net, b, params, buffers, xx, y, None,
-                                                                          0.1, "float64")
+        run = lambda params, buffers, xx, y, net=net: steps.gradients(net, params, buffers, xx, y, None, F64)
         results.append((jax.jit(run) if b is JX else run)(params, buffers, xx, y))
     (loss_p, logits_p, g_p, buf_p), (loss_j, logits_j, g_j, buf_j) = results
     assert_close(JX.to_flat(loss_j), PY.to_flat(loss_p), what="loss")
@@ -126,8 +128,8 @@ def test_our_backward_equals_jax_grad_on_b0():
     key = jax.random.key(3)  # dropout and drop-connect on: the same masks for both
 
     def both(params):
-        ours = steps.gradients(net, JX, params, buffers, images, labels, key, 0.1, "float64")[2]
-        loss = lambda p: steps.forward_loss(net, JX, p, buffers, images, labels, key, 0.1, "float64")[0].data
+        ours = steps.gradients(net, params, buffers, images, labels, key, F64)[2]
+        loss = lambda p: steps.forward_loss(net, p, buffers, images, labels, key, F64)[0].data
         return ours, jax.grad(loss)(params)
 
     ours, ref = jax.jit(both)(params)
@@ -142,20 +144,22 @@ def test_our_backward_equals_jax_grad_on_b0():
 SHARDING_SCRIPT = r"""
 import json, sys
 import jax, jax.numpy as jnp
-from tinyeffnet.efficientnet import build_model
-from tinyeffnet import jax_step
+from tinyeffnet.model import build_model
+from tinyeffnet.training.distributed import batch_sharding
+from tinyeffnet.training.runtime import JaxRuntime
+from tinyeffnet.training.step import StepOptions, init_state, make_train_step
 assert jax.device_count() == 8, jax.devices()
 net = build_model("base", num_classes=10, backend="jax", width=0.25, depth=0.1, seed=0)
-opt = jax_step.make_optimizer([n for n, _ in net.named_parameters()])
 images = jax.random.normal(jax.random.key(1), (16, 16, 16, 3), jnp.float32)
 labels = jnp.arange(16, dtype=jnp.int32) % 10
 out = {}
 for devices in (1, 8):
-    mesh = jax_step.make_mesh(jax.devices()[:devices])
-    step = jax_step.make_train_step(net, opt, 0.1, "float32", mesh=mesh)
-    state = jax.device_put(jax_step.init_state(net, opt), jax_step.replicated(mesh))
-    x = jax.device_put(images, jax_step.batch_sharding(mesh))
-    y = jax.device_put(labels, jax_step.batch_sharding(mesh))
+    runtime = JaxRuntime("float32", devices=jax.devices()[:devices])
+    opt = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+    step = runtime.compile_train_step(make_train_step(net, opt, StepOptions(label_smoothing=0.1)))
+    state = runtime.put_state(init_state(net, opt))
+    x = jax.device_put(images, batch_sharding(runtime.mesh))
+    y = jax.device_put(labels, batch_sharding(runtime.mesh))
     for i in range(2):
         # lr 0.01: the devices differ only in the float32 summation order of the batch
         # reductions, and that noise reaches the parameters through lr * gradient.
@@ -213,11 +217,14 @@ def test_two_processes_match_one_process():
 
 
 def test_bfloat16_compute_keeps_float32_masters_statistics_and_loss():
-    from tinyeffnet import jax_step
+    from tinyeffnet.training.runtime import JaxRuntime
+    from tinyeffnet.training.step import init_state, make_train_step
+    runtime = JaxRuntime("bfloat16")
     net = build_model("base", num_classes=10, backend="jax", width=0.25, depth=0.1, seed=0)
-    opt = jax_step.make_optimizer([n for n, _ in net.named_parameters()])
-    step = jax_step.make_train_step(net, opt, 0.1, "bfloat16")
-    state = jax_step.init_state(net, opt)
+    opt = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+    step = runtime.compile_train_step(make_train_step(net, opt, StepOptions(label_smoothing=0.1,
+                                                                            compute_dtype="bfloat16")))
+    state = runtime.put_state(init_state(net, opt))
     images = jax.random.normal(jax.random.key(1), (8, 16, 16, 3), jnp.float32)
     labels = jnp.arange(8, dtype=jnp.int32) % 10
     for i in range(2):

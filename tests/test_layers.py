@@ -4,8 +4,8 @@ import math
 import pytest
 
 from tinyeffnet import Tensor, functional as F
-from tinyeffnet.efficientnet import BlockSpec, MBConv, build_model
-from tinyeffnet.gradcheck import check_elementwise, check_projection
+from tinyeffnet.model.efficientnet import BlockSpec, MBConv, build_model
+from tinyeffnet.engine.gradcheck import check_elementwise, check_projection
 from tinyeffnet.nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, GlobalAvgPool, Linear,
                            Sigmoid, SqueezeExcite, Swish, initialize)
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from tinyeffnet.plot import SIZE, plot_metrics, read_metrics
+from tinyeffnet.plotting.curves import SIZE, plot_metrics
+from tinyeffnet.training.metrics_file import read_metrics
 
 
 def _records(n_steps=300, steps_per_epoch=100):
@@ -55,7 +56,7 @@ def test_read_metrics_skips_truncated_last_line(tmp_path):
 def test_runs_with_numpy_blocked(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = (f"import sys; sys.modules['numpy'] = None; sys.path.insert(0, {root!r})\n"
-              "from tinyeffnet.plot import plot_metrics\n"
+              "from tinyeffnet.plotting import plot_metrics\n"
               f"plot_metrics([{{'kind': 'step', 'step': 1, 'loss': 2.0}}], {str(tmp_path / 'a.png')!r})\n"
               "print('ok')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

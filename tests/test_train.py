@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("jax")
 
-from tinyeffnet.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from tinyeffnet.training.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--backend", "jax", "--variant", "base", "--width", "0.25", "--depth", "0.1", "--image-size", "16",
@@ -119,7 +119,7 @@ def test_jax_checkpoint_predicts_the_same_classes_on_the_python_backend(finished
     from backends import get_backend
     from data_tools import Loader, open_dataset
     from tinyeffnet import Tensor
-    from tinyeffnet.evaluate import load_model
+    from tinyeffnet.training.state import load_model
     workdir, _ = finished_run
     loader = Loader(open_dataset("default", "eval", 16), 8)
     batch = next(iter(loader.batches(0)))

@@ -2,60 +2,19 @@
 the paper's Table II, the SE variants of EfficientNet-B0 trained side by side.
 
 Every chosen variant is trained with the identical recipe (every flag of
-`python -m tinyeffnet.train`, resolved once), the same data order and the same seeds
-(run s of every variant uses seed --seed + s), each into DIR/<variant>/seed-<s>/. Then
-DIR/table2.md, DIR/table2.json and DIR/table2.png compare our figures with the paper's
-(see tinyeffnet.report).
-
-Resumable: rerun the same command and a finished run (summary.json present, config.json
-matching the request) is not trained again; an interrupted one continues from its latest
-checkpoint. A run folder trained with another recipe is an error, never overwritten.
-
-Each run trains in its own Python process (tinyeffnet.train.train): a crash or an
-out-of-memory stops that run only, peak memory is measured per run, and JAX starts fresh.
-Compiled programs are shared through a persistent JAX compilation cache in DIR/.jax-cache
-(unless JAX_COMPILATION_CACHE_DIR is set), so seeds after the first of a variant skip
-compilation.
+`python -m tinyeffnet.train`), the same data order and the same seeds, each into
+DIR/<variant>/seed-<s>/; then DIR/table2.md, table2.json and table2.png compare our
+figures with the paper's. Rerun the same command to resume. See
+tinyeffnet.experiments.ablation for how runs are planned and isolated.
 """
-import dataclasses
-import json
-import os
-import subprocess
 import sys
-import time
 
-from .checkpoint import latest_checkpoint
-from .config import TrainConfig, build_parser, config_from_args
-from .efficientnet import VARIANTS, canonical_variant
-from .report import BASE, markdown_table, write_report
+from .experiments.ablation import AblationError, ablate, parse_variants
+from .experiments.table2 import BASE, markdown_table, write_report
+from .model import VARIANTS
+from .training.config import build_parser, config_from_args
 
 PROG = "python -m tinyeffnet.ablation"
-RUN_INFO = "ablation-run.json"  # written by the run's process: memory, device, process time
-# Flags that do not change what a run computes: a finished run stays valid when they differ.
-NOT_RECIPE = ("workdir", "resume", "preset", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
-              "eval_every", "coordinator_address", "num_processes", "process_id")
-PER_RUN = ("variant", "seed")  # set per run folder
-
-
-class AblationError(ValueError):
-    """A request that cannot be carried out as asked; the message says what to do."""
-
-
-def parse_variants(text):
-    """'all' or 'base,nose@all,...' (the paper's spellings too) -> canonical names in table order."""
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not names:
-        raise AblationError(f"--variants is empty: give all or a comma-separated list of {', '.join(VARIANTS)}")
-    if any(n.lower() == "all" for n in names):
-        return list(VARIANTS)
-    chosen = set()
-    for n in names:
-        try:
-            chosen.add(canonical_variant(n))
-        except ValueError:
-            raise AblationError(f"unknown variant {n!r} in --variants: choose all or a comma-separated list of "
-                                f"{', '.join(VARIANTS)}") from None
-    return [v for v in VARIANTS if v in chosen]
 
 
 def build_ablation_parser():
@@ -72,188 +31,6 @@ def build_ablation_parser():
         if action.dest in helps:
             action.help = helps[action.dest]
     return p
-
-
-def run_dir(workdir, variant, seed):
-    return os.path.join(workdir, variant, f"seed-{seed}")
-
-
-def recipe(cfg):
-    """The flags that decide what a run computes, less the per-run variant and seed."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RECIPE and k not in PER_RUN}
-
-
-def config_differences(saved, cfg):
-    """'key: trained X, requested Y' for every result-changing flag where saved config.json differs."""
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in NOT_RECIPE:
-            continue
-        have = saved.get(f.name, f.default)  # a key older code did not write: its default then
-        want = getattr(cfg, f.name)
-        if f.name == "variant":
-            have = _canonical_or_none(have)
-        if have != want:
-            out.append(f"{f.name}: trained {have!r}, requested {want!r}")
-    return out
-
-
-def _canonical_or_none(name):
-    try:
-        return canonical_variant(name)
-    except ValueError:
-        return name
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            value = json.load(f)
-        return value if isinstance(value, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def plan(cfg):
-    """('done', summary) | ('resume', checkpoint) | ('fresh', None) for the run folder cfg.workdir."""
-    folder = cfg.workdir
-    summary = _read_json(os.path.join(folder, "summary.json"))
-    checkpoint = latest_checkpoint(os.path.join(folder, "checkpoints"))
-    if summary is None and checkpoint is None:
-        return "fresh", None  # nothing trained worth keeping (at most a partial metrics.jsonl)
-    saved = _read_json(os.path.join(folder, "config.json"))
-    if saved is None:
-        raise AblationError(f"{folder} holds a run but no readable config.json: cannot tell its recipe; "
-                            "move it away or use another --workdir")
-    diffs = config_differences(saved, cfg)
-    if diffs:
-        raise AblationError(f"{folder} was trained with another recipe ({'; '.join(diffs)}): "
-                            "use another --workdir, the same flags, or move that folder away")
-    if summary is not None and summary.get("variant") == cfg.variant:
-        return "done", summary
-    return "resume", checkpoint
-
-
-def _child_env(workdir):
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds tinyeffnet, data_tools, backends
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    if "JAX_COMPILATION_CACHE_DIR" not in env:
-        env["JAX_COMPILATION_CACHE_DIR"] = os.path.abspath(os.path.join(workdir, ".jax-cache"))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # also the many small init programs
-    return env
-
-
-def run_in_process(cfg):
-    """The run's own process: train(cfg), then RUN_INFO beside summary.json. Returns an exit status."""
-    start = time.time()
-    from .train import run
-    status = run(cfg)
-    if status != 0:
-        return status
-    info = dict(process_seconds=time.time() - start, peak_bytes_in_use=None, host_peak_rss_bytes=None)
-    if cfg.backend == "jax":
-        import jax
-        device = jax.devices()[0]
-        stats = device.memory_stats() or {}
-        info.update(device=f"{device.platform} ({device.device_kind})",
-                    peak_bytes_in_use=stats.get("peak_bytes_in_use"))
-        if info["peak_bytes_in_use"] is None:
-            info["memory_note"] = f"jax.devices()[0].memory_stats() has no peak_bytes_in_use on {device.platform}"
-    try:
-        import resource
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        info["host_peak_rss_bytes"] = rss if sys.platform == "darwin" else rss * 1024  # Linux: KiB
-    except (ImportError, OSError):
-        pass
-    with open(os.path.join(cfg.workdir, RUN_INFO), "w") as f:
-        json.dump(info, f, indent=1)
-    return 0
-
-
-def _child_main(cfg_json):
-    return run_in_process(TrainConfig(**json.loads(cfg_json)))
-
-
-def _run_child(cfg, env):
-    code = "import sys; from tinyeffnet.ablation import _child_main; sys.exit(_child_main(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(dataclasses.asdict(cfg))], env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # the run got the same Ctrl-C: let it finish its checkpoint
-        proc.wait()
-        raise
-
-
-def _run_record(cfg, summary):
-    info = _read_json(os.path.join(cfg.workdir, RUN_INFO)) or {}
-    speed = summary.get("images_per_s")
-    return dict(seed=cfg.seed, top1=summary["top1"], top5=summary["top5"], steps=summary.get("steps"),
-                images_per_s=speed or None,  # 0.0: fewer steps than --log-every, nothing measured
-                seconds=summary.get("seconds"), peak_bytes_in_use=info.get("peak_bytes_in_use"),
-                host_peak_rss_bytes=info.get("host_peak_rss_bytes"), memory_note=info.get("memory_note"))
-
-
-def _notes(cfg, runs):
-    notes = []
-    records = [r for rs in runs.values() for r in rs]
-    if records and all(r["images_per_s"] is None for r in records):
-        notes.append(f"images/s not measured: train measures it every --log-every {cfg.log_every} steps and "
-                     "these runs were shorter")
-    memory = {r["memory_note"] for r in records if r.get("memory_note")}
-    if memory:
-        notes.append("device peak memory unknown (" + "; ".join(sorted(memory)) + "): the cost table shows the "
-                     "run process's peak resident host memory instead")
-    notes.append("seconds per run: wall time of train() in the process that finished the run (compilation and "
-                 "evaluation included; a resumed run counts its last session only)")
-    notes.append("the paper's numbers are EfficientNet-B0 on ImageNet (350 epochs, 224x224), ours come from the "
-                 "recipe above: compare the Δ columns, not the accuracies, and only Δs larger than the seed spread")
-    return notes
-
-
-def ablate(cfg, variants, seeds, workdir, say=print):
-    """Train what is missing, write the report; returns (table, failed runs)."""
-    jobs = [(v, s) for v in variants for s in seeds]
-    plans = []
-    for v, s in jobs:  # check every folder before training anything
-        run_cfg = dataclasses.replace(cfg, variant=v, seed=s, workdir=run_dir(workdir, v, s), resume=False)
-        plans.append((run_cfg, *plan(run_cfg)))
-    env = _child_env(workdir)
-    runs, failed = {v: [] for v in variants}, []
-    for i, (run_cfg, state, detail) in enumerate(plans, 1):
-        tag = f"[{i}/{len(plans)}] {run_cfg.variant} seed {run_cfg.seed}"
-        if state == "done":
-            say(f"{tag}: finished before (top-1 {detail['top1']:.4f}), not trained again: {run_cfg.workdir}")
-            runs[run_cfg.variant].append(_run_record(run_cfg, detail))
-            continue
-        run_cfg.resume = state == "resume"
-        say(f"{tag}: {'resuming from ' + os.path.basename(detail) if run_cfg.resume else 'training'} "
-            f"-> {run_cfg.workdir}", flush=True)
-        start = time.time()
-        status = _run_child(run_cfg, env)
-        summary = _read_json(os.path.join(run_cfg.workdir, "summary.json"))
-        if status != 0 or summary is None:
-            failed.append(dict(variant=run_cfg.variant, seed=run_cfg.seed,
-                               error=f"training process exited with status {status} (its error is above)"))
-            say(f"{tag}: FAILED (exit status {status}); the other runs go on", flush=True)
-            continue
-        runs[run_cfg.variant].append(_run_record(run_cfg, summary))
-        say(f"{tag}: top-1 {summary['top1']:.4f} top-5 {summary['top5']:.4f}, {time.time() - start:.0f} s "
-            f"(train {summary.get('seconds', 0):.0f} s)", flush=True)
-    table = _table(cfg, variants, runs, failed, workdir)
-    return table, failed
-
-
-def _table(cfg, variants, runs, failed, workdir):
-    from .report import build_table
-    num_classes = None
-    for v in variants:  # every run folder's config.json knows the data's class count
-        for r in runs[v]:
-            saved = _read_json(os.path.join(run_dir(workdir, v, r["seed"]), "config.json")) or {}
-            num_classes = num_classes or saved.get("num_classes")
-    return build_table(runs, variants, recipe(cfg), num_classes, cfg.model, getattr(cfg, "width", None),
-                       getattr(cfg, "depth", None), failed, _notes(cfg, runs))
-
 
 def main(argv=None):
     parser = build_ablation_parser()

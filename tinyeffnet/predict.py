@@ -10,10 +10,10 @@ import sys
 from data_tools import DataError
 from data_tools.spec import eval_image
 
-from .checkpoint import CheckpointError
-from .evaluate import load_model
-from .functional import softmax
-from .tensor import Tensor
+from .engine import Tensor
+from .engine.functional import softmax
+from .training.checkpoint import CheckpointError
+from .training.state import load_model
 
 
 def predict(checkpoint, images, backend="jax", top=5, use_ema=False):

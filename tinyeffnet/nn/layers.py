@@ -6,9 +6,9 @@ so bfloat16 compute keeps float32 master weights (the cast's gradient goes back 
 """
 from backends import get_backend
 
-from .. import functional as F
-from ..autograd import no_grad
-from ..tensor import Tensor
+from ..engine import functional as F
+from ..engine.autograd import no_grad
+from ..engine.tensor import Tensor
 from . import init as initializers
 from .module import Module
 
@@ -27,7 +27,7 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False,
                  backend=None, dtype=None):
         super().__init__()
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in {in_channels} and out {out_channels} channels must be "
                              f"divisible by groups {groups}")
@@ -74,7 +74,7 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, backend=None, dtype=None):
         super().__init__()
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         self.in_features, self.out_features = in_features, out_features
         self.weight = _param(b, (in_features, out_features), dtype)
         if bias:
@@ -101,7 +101,7 @@ class BatchNorm2d(Module):
 
     def __init__(self, channels, momentum=0.99, eps=1e-3, backend=None, dtype=None):
         super().__init__()
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         self.channels, self.momentum, self.eps = channels, momentum, eps
         self.gamma = _param(b, (channels,), dtype, 1.0)
         self.beta = _param(b, (channels,), dtype, 0.0)
@@ -149,27 +149,22 @@ class GlobalAvgPool(Module):
 
 
 class Dropout(Module):
+    """Zero each activation with probability `rate` in training, scale the rest by 1 / (1 - rate)."""
+    drop = staticmethod(F.dropout)
+
     def __init__(self, rate):
         super().__init__()
         self.rate = rate
 
     def forward(self, x, key=None):
         if self.training and self.rate > 0.0 and key is None:
-            raise ValueError("Dropout: training mode needs a random key (pass key=...)")
-        return F.dropout(x, self.rate, key, self.training)
+            raise ValueError(f"{type(self).__name__}: training mode needs a random key (pass key=...)")
+        return self.drop(x, self.rate, key, self.training)
 
 
-class DropConnect(Module):
+class DropConnect(Dropout):
     """Per-sample stochastic depth on a residual branch, rescaled by the survival probability."""
-
-    def __init__(self, rate):
-        super().__init__()
-        self.rate = rate
-
-    def forward(self, x, key=None):
-        if self.training and self.rate > 0.0 and key is None:
-            raise ValueError("DropConnect: training mode needs a random key (pass key=...)")
-        return F.drop_connect(x, self.rate, key, self.training)
+    drop = staticmethod(F.drop_connect)
 
 
 class SqueezeExcite(Module):

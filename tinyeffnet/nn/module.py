@@ -7,7 +7,7 @@ are Tensors that training updates without gradients.
 """
 import contextlib
 
-from ..tensor import Tensor
+from ..engine.tensor import Tensor
 
 
 class Module:
@@ -41,6 +41,11 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
+        x = args[0] if args else None
+        own = self.backend
+        if isinstance(x, Tensor) and own is not None and x.backend is not own:
+            raise ValueError(f"{type(self).__name__}: its weights are on the {own.name} backend, its input on "
+                             f"{x.backend.name}; make every tensor and layer with the same backend=")
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------------ traversal
@@ -48,9 +53,6 @@ class Module:
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
-
-    def children(self):
-        return list(self._modules.values())
 
     def named_parameters(self):
         for path, module in self.named_modules():
@@ -61,6 +63,15 @@ class Module:
         for path, module in self.named_modules():
             for name, b in module._buffers.items():
                 yield (f"{path}.{name}" if path else name), b
+
+    @property
+    def backend(self):
+        """The backend this module's tensors live on (None for a module without any)."""
+        for _, t in self.named_parameters():
+            return t.backend
+        for _, t in self.named_buffers():
+            return t.backend
+        return None
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]

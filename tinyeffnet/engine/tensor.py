@@ -4,10 +4,12 @@ Operators broadcast NumPy-style: `_broadcast` reshapes and expands both sides to
 shape with the `Expand` Function, whose backward sums the gradient back. No other op
 ever reduces a broadcast gradient.
 """
+import math
+
 from backends import get_backend
 
 from . import autograd
-from . import functions as fn
+from . import ops
 
 
 def _flatten(values):
@@ -35,7 +37,7 @@ class Tensor:
     __array_priority__ = 1000  # let Tensor's reflected operators win over foreign arrays
 
     def __init__(self, data, backend=None, requires_grad=False, dtype=None):
-        backend = get_backend(backend or "python")
+        backend = get_backend(backend)
         if isinstance(data, (int, float, list, tuple)):
             flat, shape = _flatten(data)
             data = backend.from_flat(flat, shape, dtype)
@@ -45,7 +47,7 @@ class Tensor:
     # ------------------------------------------------------------ construction
     @classmethod
     def full(cls, shape, value, backend=None, dtype=None, requires_grad=False):
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         return cls(b.full(shape, value, dtype), b, requires_grad)
 
     @classmethod
@@ -58,12 +60,12 @@ class Tensor:
 
     @classmethod
     def uniform(cls, key, shape, low=0.0, high=1.0, backend=None, dtype=None, requires_grad=False):
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         return cls(b.uniform(key, shape, low, high, dtype), b, requires_grad)
 
     @classmethod
     def normal(cls, key, shape, std=1.0, backend=None, dtype=None, requires_grad=False):
-        b = get_backend(backend or "python")
+        b = get_backend(backend)
         out = b.normal(key, shape, dtype)
         if std != 1.0:
             out = b.mul(out, b.full(b.shape(out), std, b.dtype(out)))
@@ -84,10 +86,7 @@ class Tensor:
 
     @property
     def size(self):
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     def tolist(self):
         return _unflatten(self.backend.to_flat(self.data), self.shape)
@@ -134,60 +133,60 @@ class Tensor:
 
     # ------------------------------------------------------------ arithmetic
     def __add__(self, other):
-        return fn.Add.apply(*self._broadcast(other))
+        return ops.Add.apply(*self._broadcast(other))
 
     def __radd__(self, other):
-        return fn.Add.apply(*reversed(self._broadcast(other)))
+        return ops.Add.apply(*reversed(self._broadcast(other)))
 
     def __sub__(self, other):
-        return fn.Sub.apply(*self._broadcast(other))
+        return ops.Sub.apply(*self._broadcast(other))
 
     def __rsub__(self, other):
-        return fn.Sub.apply(*reversed(self._broadcast(other)))
+        return ops.Sub.apply(*reversed(self._broadcast(other)))
 
     def __mul__(self, other):
-        return fn.Mul.apply(*self._broadcast(other))
+        return ops.Mul.apply(*self._broadcast(other))
 
     def __rmul__(self, other):
-        return fn.Mul.apply(*reversed(self._broadcast(other)))
+        return ops.Mul.apply(*reversed(self._broadcast(other)))
 
     def __truediv__(self, other):
-        return fn.Div.apply(*self._broadcast(other))
+        return ops.Div.apply(*self._broadcast(other))
 
     def __rtruediv__(self, other):
-        return fn.Div.apply(*reversed(self._broadcast(other)))
+        return ops.Div.apply(*reversed(self._broadcast(other)))
 
     def __neg__(self):
-        return fn.Neg.apply(self)
+        return ops.Neg.apply(self)
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
             raise TypeError("pow: the exponent must be a Python number (x ** 2, x ** 0.5)")
-        return fn.Pow.apply(self, exponent=exponent)
+        return ops.Pow.apply(self, exponent=exponent)
 
     def __matmul__(self, other):
         return self.matmul(other)
 
     def maximum(self, other):
-        return fn.Maximum.apply(*self._broadcast(other))
+        return ops.Maximum.apply(*self._broadcast(other))
 
     def exp(self):
-        return fn.Exp.apply(self)
+        return ops.Exp.apply(self)
 
     def log(self):
-        return fn.Log.apply(self)
+        return ops.Log.apply(self)
 
     def sqrt(self):
-        return fn.Sqrt.apply(self)
+        return ops.Sqrt.apply(self)
 
     def sigmoid(self):
-        return fn.Sigmoid.apply(self)
+        return ops.Sigmoid.apply(self)
 
     def swish(self):
-        return fn.Swish.apply(self)
+        return ops.Swish.apply(self)
 
     def relu(self):
-        return fn.Relu.apply(self)
+        return ops.Relu.apply(self)
 
     def matmul(self, other):
         """(..., m, k) @ (k, n) or (..., k, n): batch axes broadcast."""
@@ -199,7 +198,7 @@ class Tensor:
             b = b.reshape((1,) * (len(batch) - b.ndim + 2) + b.shape).expand(batch + b.shape[-2:])
         if a.shape[:-2] != batch:
             a = a.reshape((1,) * (len(batch) - a.ndim + 2) + a.shape).expand(batch + a.shape[-2:])
-        return fn.Matmul.apply(a, b)
+        return ops.Matmul.apply(a, b)
 
     # ------------------------------------------------------------ reductions
     def _axes(self, axis):
@@ -215,7 +214,7 @@ class Tensor:
 
     def sum(self, axis=None, keepdims=False):
         axes = self._axes(axis)
-        return self._drop(fn.Sum.apply(self, axes=axes), axes, keepdims)
+        return self._drop(ops.Sum.apply(self, axes=axes), axes, keepdims)
 
     def mean(self, axis=None, keepdims=False):
         axes = self._axes(axis)
@@ -226,23 +225,21 @@ class Tensor:
 
     def max(self, axis=None, keepdims=False):
         axes = self._axes(axis)
-        return self._drop(fn.Max.apply(self, axes=axes), axes, keepdims)
+        return self._drop(ops.Max.apply(self, axes=axes), axes, keepdims)
 
     # ------------------------------------------------------------ movement
     def reshape(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         if -1 in shape:
-            known = 1
-            for d in shape:
-                known *= d if d != -1 else 1
+            known = math.prod(d for d in shape if d != -1)
             shape = tuple(self.size // known if d == -1 else d for d in shape)
         if tuple(shape) == self.shape:
             return self
-        return fn.Reshape.apply(self, shape=tuple(shape))
+        return ops.Reshape.apply(self, shape=tuple(shape))
 
     def permute(self, *order):
         order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
-        return fn.Permute.apply(self, order=tuple(order))
+        return ops.Permute.apply(self, order=tuple(order))
 
     def transpose(self, a=-2, b=-1):
         order = list(range(self.ndim))
@@ -257,16 +254,16 @@ class Tensor:
         shape = tuple(shape)
         if shape == self.shape:
             return self
-        return fn.Expand.apply(self, shape=shape)
+        return ops.Expand.apply(self, shape=shape)
 
     def pad(self, pads, value=0.0):
-        return fn.Pad.apply(self, pads=tuple(tuple(p) for p in pads), value=value)
+        return ops.Pad.apply(self, pads=tuple(tuple(p) for p in pads), value=value)
 
     def slice(self, starts, stops):
-        return fn.Slice.apply(self, starts=tuple(starts), stops=tuple(stops))
+        return ops.Slice.apply(self, starts=tuple(starts), stops=tuple(stops))
 
     def astype(self, dtype):
         """A cast. Its gradient is cast back, so mixed precision keeps float32 masters."""
         if dtype == self.dtype:
             return self
-        return fn.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)

@@ -5,6 +5,11 @@
   TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers), where jax finds them itself.
 Nothing is done for a single process. After this, jax.process_index() says which shard of
 every global batch this process feeds, and only process 0 logs and writes checkpoints.
+
+Data parallelism: `make_mesh()` puts every device on one 'batch' axis; images and labels
+are sharded along it (`batch_sharding`) and the training state is replicated
+(`replicated`). Batch norm sums over the global batch (XLA inserts the all-reduce), so
+results do not depend on the device count.
 """
 import os
 
@@ -38,3 +43,25 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None):
     jax.distributed.initialize(**kwargs)
     _STARTED.append(True)
     return True
+
+
+BATCH_AXIS = "batch"
+
+
+def make_mesh(devices=None):
+    """Every device (of every process) on one mesh axis named 'batch'."""
+    import jax
+    from jax.sharding import Mesh
+    return Mesh(jax.devices() if devices is None else devices, (BATCH_AXIS,))
+
+
+def batch_sharding(mesh):
+    """Split axis 0 (the batch) across the mesh."""
+    from jax.sharding import NamedSharding, PartitionSpec
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+
+
+def replicated(mesh):
+    """A full copy on every device."""
+    from jax.sharding import NamedSharding, PartitionSpec
+    return NamedSharding(mesh, PartitionSpec())

@@ -3,7 +3,7 @@
 The one place that turns a variant name and a model size into a network:
 `build_model("seend@hasskip", model="b0", num_classes=1000)`.
 
-Architecture (paper Table I; facts file): stem conv 3x3/2 -> 16 MBConv blocks in 7 stages
+Architecture (the paper's Table I): stem conv 3x3/2 -> 16 MBConv blocks in 7 stages
 -> 1x1 conv to 1280 -> global average pool -> dropout -> FC. The paper's variants change
 where the squeeze-and-excitation (SE) module sits in some blocks:
   base    SE after the depthwise conv in every block     (Fig. 1b)
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from backends import get_backend
 
-from . import functional as F
-from .nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module, ModuleList,
+from ..engine import functional as F
+from ..nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module, ModuleList,
                  SqueezeExcite, initialize)
 
 # (expand ratio, kernel, stride of the first block, output channels, repeats): stages 2-8
@@ -188,7 +188,7 @@ class EfficientNet(Module):
                  dropout=None, drop_connect=DROP_CONNECT_RATE, width=None, depth=None, backend=None,
                  dtype=None):
         super().__init__()
-        backend = get_backend(backend or "python")
+        backend = get_backend(backend)
         self.variant, self.model_name = canonical_variant(variant), canonical_model(model)
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")

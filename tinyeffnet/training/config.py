@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from data_tools.augment import AUGMENTATIONS
 
+from .schedule import scaled_peak_lr
+
 PRESETS = {
     "imagenet": dict(epochs=350, batch_size=2048, image_size=224, lr=None, warmup_epochs=5.0,
                      cosine_epochs=None, weight_decay=1e-4, label_smoothing=0.1, dropout=0.2,
@@ -73,7 +75,7 @@ class TrainConfig:
     ema_decay: float = field(default=0.0, metadata=dict(
         help="exponential moving average of weights, e.g. 0.9999, evaluated beside the raw weights (0: off)"))
     dtype: str = field(default=None, metadata=dict(
-        help="compute dtype: float32 or bfloat16 (default: bfloat16 on GPU/TPU, float32 on CPU)"))
+        help="compute dtype: float32 or bfloat16 (default: bfloat16 on GPU/TPU, float32 on CPU); the python backend computes in float64"))
     seed: int = field(default=0, metadata=dict(help="seed of init, data order, augmentation and dropout"))
     augment: str = field(default=None, metadata=dict(
         help="train augmentation: full (photos: random resized crop + flip; Fashion-MNIST: flip + shift), "
@@ -102,7 +104,7 @@ class TrainConfig:
                 values[key] = value
         cfg = TrainConfig(**values)
         if cfg.lr is None:
-            cfg.lr = 0.4 * cfg.batch_size / 2048
+            cfg.lr = scaled_peak_lr(0.4, cfg.batch_size)
         if cfg.cosine_epochs is None:
             cfg.cosine_epochs = float(cfg.epochs)
         return cfg
@@ -132,7 +134,7 @@ class TrainConfig:
         if self.autoaugment and self.augment != "full":
             raise ValueError("--autoaugment is part of the full augmentation: use --augment full or --no-autoaugment")
         if self.dtype not in (None, "float32", "bfloat16", "float64"):
-            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype}")
+            raise ValueError(f"--dtype must be float32, bfloat16 or float64, got {self.dtype}")
         return self
 
 

@@ -49,6 +49,10 @@ class Function:
     def apply(cls, *inputs, **params):
         from .tensor import Tensor  # Tensor's methods call apply, so import late
         backend = inputs[0].backend
+        for t in inputs[1:]:
+            if t.backend is not backend:
+                raise ValueError(f"{cls.__name__}: one input is on the {backend.name} backend, another on "
+                                 f"{t.backend.name}; make every tensor and layer with the same backend=")
         needs_grad = tuple(t.requires_grad for t in inputs)
         ctx = cls(backend, needs_grad)
         out = Tensor(ctx.forward(*(t.data for t in inputs), **params), backend)

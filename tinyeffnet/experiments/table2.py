@@ -8,23 +8,20 @@ and table2.png from it. Pure functions of their inputs: no training, no JAX.
 Accuracies are fractions (0..1) in the JSON, percentages in the Markdown and the chart;
 the paper's figures are percentages everywhere (as printed in the paper).
 """
-import json
 import math
 import os
 import statistics
-import uuid
 
-from PIL import Image, ImageDraw
-
-from .efficientnet import PAPER_TABLE2, VARIANTS, build_model
-from .plot import _AXIS, _BLUE, _GREEN, _GRID, _MUTED, _ORANGE, _PURPLE, _RED, _TEXT, _Panel, _fmt, _font, \
-    _nice_ticks, _range
+from .._files import atomic_write, write_json
+from ..model import PAPER_TABLE2, VARIANTS, build_model
+from ..plotting.canvas import (AXIS, BLUE, GREEN, GRID, MUTED, ORANGE, PURPLE, RED, TEXT, Panel, format_tick,
+                               new_figure, nice_ticks, padded_range, save_png)
 
 BASE = "base"
 SPREAD_FACTOR = 2.0  # a difference "exceeds the spread" when |delta| > 2 x combined std
 CHART_SIZE = (1200, 620)
-_COLORS = {"base": _BLUE, "seend@noskip": (255, 187, 120), "seend@hasskip": _ORANGE, "seend@all": _RED,
-           "nose@noskip": (152, 223, 138), "nose@hasskip": _GREEN, "nose@all": _PURPLE}
+_COLORS = {"base": BLUE, "seend@noskip": (255, 187, 120), "seend@hasskip": ORANGE, "seend@all": RED,
+           "nose@noskip": (152, 223, 138), "nose@hasskip": GREEN, "nose@all": PURPLE}
 
 
 def model_name(variant, model="b0"):
@@ -215,30 +212,30 @@ def markdown(table):
 
 
 # ------------------------------------------------------------------ chart
-class _ScatterPanel(_Panel):
-    """plot._Panel with real-valued axes and our own axis labels (plot's axes() is per-step)."""
+class _ScatterPanel(Panel):
+    """plot.Panel with real-valued axes and our own axis labels (plot's axes() is per-step)."""
 
     def axes(self, xs, ys, xlabel, ylabel):
-        self.xlo, self.xhi = _range(xs, pad=0.15)
-        self.ylo, self.yhi = _range(ys, pad=0.12)
+        self.xlo, self.xhi = padded_range(xs, pad=0.15)
+        self.ylo, self.yhi = padded_range(ys, pad=0.12)
         x0, y0, x1, y1 = self.box
         d, small = self.draw, self.fonts["small"]
-        ticks, step = _nice_ticks(self.ylo, self.yhi, most=6)
+        ticks, step = nice_ticks(self.ylo, self.yhi, most=6)
         for v in ticks:
             if self.ylo <= v <= self.yhi:
                 y = self.py(v)
-                d.line([(x0, y), (x1, y)], fill=_GRID)
-                d.text((x0 - 6, y), _fmt(v, step), fill=_TEXT, font=small, anchor="rm")
-        ticks, step = _nice_ticks(self.xlo, self.xhi, most=6)
+                d.line([(x0, y), (x1, y)], fill=GRID)
+                d.text((x0 - 6, y), format_tick(v, step), fill=TEXT, font=small, anchor="rm")
+        ticks, step = nice_ticks(self.xlo, self.xhi, most=6)
         for v in ticks:
             if self.xlo <= v <= self.xhi:
                 x = self.px(v)
-                d.line([(x, y0), (x, y1)], fill=_GRID)
-                d.line([(x, y1), (x, y1 + 4)], fill=_AXIS)
-                d.text((x, y1 + 7), _fmt(v, step), fill=_TEXT, font=small, anchor="ma")
-        d.rectangle(self.box, outline=_AXIS)
-        d.text(((x0 + x1) / 2, y1 + 26), xlabel, fill=_MUTED, font=small, anchor="ma")
-        d.text((x0 + 4, y0 - 4), ylabel, fill=_MUTED, font=small, anchor="ld")
+                d.line([(x, y0), (x, y1)], fill=GRID)
+                d.line([(x, y1), (x, y1 + 4)], fill=AXIS)
+                d.text((x, y1 + 7), format_tick(v, step), fill=TEXT, font=small, anchor="ma")
+        d.rectangle(self.box, outline=AXIS)
+        d.text(((x0 + x1) / 2, y1 + 26), xlabel, fill=MUTED, font=small, anchor="ma")
+        d.text((x0 + 4, y0 - 4), ylabel, fill=MUTED, font=small, anchor="ld")
 
     def error_bar(self, x, y, err, color):
         cx, top, bottom = self.px(x), self.py(y + err), self.py(y - err)
@@ -291,12 +288,8 @@ def _darker(color):
 
 def plot_table(table, path):
     """Top-1 against parameters: ours (error bars: ±1 std over seeds) beside the paper's. Atomic write."""
-    image = Image.new("RGB", CHART_SIZE, "white")
-    draw = ImageDraw.Draw(image)
-    fonts = {"small": _font(13), "title": _font(16), "figure": _font(20)}
+    image, draw, fonts = new_figure(CHART_SIZE, "SE ablation (Table II): top-1 accuracy vs parameters")
     w, h = CHART_SIZE
-    draw.text((w / 2, 12), "SE ablation (Table II): top-1 accuracy vs parameters", fill=_TEXT,
-              font=fonts["figure"], anchor="ma")
     rows = table["variants"]
     multi = len(table["seeds"]) > 1
     top = 44
@@ -310,7 +303,7 @@ def plot_table(table, path):
         ours.axes([p[1] for p in pts], [p[2] + p[3] for p in pts] + [p[2] - p[3] for p in pts],
                   "parameters (millions)", "top-1 (%)")
         if BASE in rows and rows[BASE]["top1_mean"] is not None:
-            ours.hline(100 * rows[BASE]["top1_mean"], _MUTED, "base")
+            ours.hline(100 * rows[BASE]["top1_mean"], MUTED, "base")
         for v, x, y, err in pts:
             if err:
                 ours.error_bar(x, y, err, _COLORS[v])
@@ -323,37 +316,22 @@ def plot_table(table, path):
     ppts = [(v, r["paper"]["params_m"], r["paper"]["top1"]) for v, r in rows.items()]
     paper.axes([p[1] for p in ppts], [p[2] for p in ppts], "parameters (millions)", "top-1 (%)")
     if BASE in rows:
-        paper.hline(rows[BASE]["paper"]["top1"], _MUTED, "base")
+        paper.hline(rows[BASE]["paper"]["top1"], MUTED, "base")
     for v, x, y in ppts:
         paper.markers([(x, y)], _COLORS[v], r=6)
     paper.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y in ppts])
     note = ("error bars: ±1 sample std over seeds" if multi else
             "one seed per variant: no error bars") + "; dashed line: base"
-    draw.text((w / 2, h - 6), note, fill=_MUTED, font=fonts["small"], anchor="md")
-    _atomic_write(path, lambda f: image.save(f, format="PNG"), binary=True)
-    return path
+    draw.text((w / 2, h - 6), note, fill=MUTED, font=fonts["small"], anchor="md")
+    return save_png(image, path)
 
 
 # ------------------------------------------------------------------ files
-def _atomic_write(path, write, binary=False):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb" if binary else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(table, directory):
     """table2.json, table2.md and table2.png in `directory`; returns their paths."""
     paths = {k: os.path.join(directory, f"table2.{k}") for k in ("json", "md", "png")}
-    _atomic_write(paths["json"], lambda f: json.dump(table, f, indent=1))
-    _atomic_write(paths["md"], lambda f: f.write(markdown(table)))
+    write_json(paths["json"], table)
+    atomic_write(paths["md"], lambda f: f.write(markdown(table)))
     plot_table(table, paths["png"])
     return paths
 

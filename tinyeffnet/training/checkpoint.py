@@ -1,7 +1,8 @@
-"""The one checkpoint format: a safetensors file per step, with the training state as JSON.
+"""The one checkpoint format: a safetensors file per step, its metadata as JSON.
 
-    DIR/step-00001234.safetensors   named tensors ("params/...", "buffers/...", "ema/...",
-                                    "opt/...") + metadata {"tinyeffnet": "<json state>"}
+    DIR/step-00001234.safetensors   named tensors (their names: tinyeffnet.training.state)
+                                    + metadata {"tinyeffnet": "<json meta>"}: step, epoch,
+                                    variant, model, classes, the run's config, format_version
     DIR/best.safetensors            relative symlink to the best step file so far
     DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
 
@@ -22,16 +23,18 @@ import os
 import re
 import struct
 import sys
-import uuid
 from array import array
 
 import safetensors
 
-FORMAT_VERSION = 1
+from .._files import atomic_write, fsync_dir, remove_stale_temps, temp_path
+
+# 2: optimizer state named by its tree path (tinyeffnet.training.state). A version-1 file
+# still loads for evaluate and predict (same weight names) but cannot be resumed.
+FORMAT_VERSION = 2
 META_KEY = "tinyeffnet"
 BEST_NAME = "best.safetensors"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
-_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
 
 # our dtype name -> (array.array code, safetensors header dtype)
 _CODES = {"float32": ("f", "F32"), "float64": ("d", "F64"), "int32": ("i", "I32")}
@@ -115,7 +118,7 @@ def _unreadable(path, why):
 
 def _header(path, blob=None):
     """The safetensors JSON header (8-byte little-endian length, then JSON), read by hand
-    so that the state can be read without loading the tensors."""
+    so that the metadata can be read without loading the tensors."""
     try:
         if blob is None:
             with open(path, "rb") as f:
@@ -138,37 +141,37 @@ def _header(path, blob=None):
     return header
 
 
-def _state_from_header(path, header):
-    meta = header.get("__metadata__") or {}
-    if META_KEY not in meta:
+def _meta_from_header(path, header):
+    stored = header.get("__metadata__") or {}
+    if META_KEY not in stored:
         raise _unreadable(path, f"no {META_KEY!r} metadata: a safetensors file from elsewhere?")
     try:
-        state = json.loads(meta[META_KEY])
+        meta = json.loads(stored[META_KEY])
     except ValueError:
         raise _unreadable(path, f"its {META_KEY!r} metadata is not valid JSON") from None
-    version = state.get("format_version") if isinstance(state, dict) else None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
     if not isinstance(version, int):
-        raise _unreadable(path, "its state has no format_version")
+        raise _unreadable(path, "its metadata has no format_version")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {version} but this tinyeffnet reads "
                               f"up to {FORMAT_VERSION}; upgrade tinyeffnet")
-    return state
+    return meta
 
 
-def checkpoint_state(path):
-    """The training state stored in a checkpoint, without reading its tensors."""
-    return _state_from_header(path, _header(path))
+def checkpoint_meta(path):
+    """The metadata stored in a checkpoint, without reading its tensors."""
+    return _meta_from_header(path, _header(path))
 
 
 def load_checkpoint(path, backend):
-    """(tensors, state) from a checkpoint file, or from a directory's best/latest one."""
+    """(tensors, meta) from a checkpoint file, or from a directory's best/latest one."""
     path = resolve_checkpoint(path)
     try:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError as e:
         raise _unreadable(path, e.strerror or type(e).__name__) from None
-    state = _state_from_header(path, _header(path, blob))
+    meta = _meta_from_header(path, _header(path, blob))
     try:
         entries = safetensors.deserialize(blob)
     except Exception as e:  # SafetensorError: truncated, overlapping or uncovered data
@@ -182,7 +185,7 @@ def load_checkpoint(path, backend):
             tensors[name] = from_record(backend, (dtype, entry["shape"], entry["data"]))
         except CheckpointError as e:
             raise _unreadable(path, f"tensor {name!r}: {e}") from None
-    return tensors, state
+    return tensors, meta
 
 
 # --------------------------------------------------------------------- finding
@@ -234,40 +237,7 @@ def resolve_checkpoint(path, prefer="best"):
 
 
 # --------------------------------------------------------------------- writing
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_name(directory, final_name):
-    return os.path.join(directory, f".{final_name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def _remove_stale_temps(directory):
-    """Delete temp files left by writers that died (a live writer's temp is in use)."""
-    for name in os.listdir(directory):
-        m = _TMP_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except FileNotFoundError:
-                pass
-
-
-def _serialize(path, tensors, backend, meta):
+def _serialize(path, tensors, backend, header_meta):
     specs, keep_alive = {}, []
     for name, x in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
@@ -281,23 +251,23 @@ def _serialize(path, tensors, backend, meta):
         keep_alive.append(buf)
         specs[name] = safetensors.TensorSpec(dtype=dtype, shape=list(shape),
                                              data_ptr=buf.buffer_info()[0], data_len=len(raw))
-    return safetensors.serialize(specs, metadata=meta)
+    return safetensors.serialize(specs, metadata=header_meta)
 
 
 def _metric_of(path):
     """The best_metric recorded in a checkpoint, or None if absent or unreadable."""
     try:
-        value = checkpoint_state(path).get("best_metric")
+        value = checkpoint_meta(path).get("best_metric")
     except CheckpointError:
         return None
     return value if isinstance(value, (int, float)) and not math.isnan(value) else None
 
 
-def save_checkpoint(directory, step, tensors, backend, state, keep_last=3, best_metric=None,
+def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_metric=None,
                     higher_is_better=True):
     """Write DIR/step-NNNNNNNN.safetensors atomically, update best.safetensors, prune.
 
-    `state` must be JSON-serialisable (tuples come back as lists); `step`, `best_metric`
+    `meta` must be JSON-serialisable (tuples come back as lists); `step`, `best_metric`
     and `format_version` are added to it. `best_metric` (e.g. eval top-1) makes this step
     the best when it beats the metric stored in the current best. `keep_last` newest step
     files survive pruning (None keeps all); the best's target and the file just written
@@ -307,50 +277,38 @@ def save_checkpoint(directory, step, tensors, backend, state, keep_last=3, best_
     if keep_last is not None and int(keep_last) < 1:
         raise CheckpointError(f"keep_last={keep_last} would delete every checkpoint "
                               "(use 1 or more, or None to keep all)")
-    if "step" in state and state["step"] != step:
-        raise CheckpointError(f"state says step {state['step']} but step={step} was passed "
+    if "step" in meta and meta["step"] != step:
+        raise CheckpointError(f"meta says step {meta['step']} but step={step} was passed "
                               "(pass the same step to both)")
     if best_metric is not None and not isinstance(best_metric, (int, float)):
         raise CheckpointError(f"best_metric must be a number, got {best_metric!r}")
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     path = step_path(directory, step)
-    full_state = {**state, "format_version": FORMAT_VERSION, "step": step,
+    full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step,
                   "best_metric": best_metric, "higher_is_better": bool(higher_is_better)}
     try:
-        meta = {META_KEY: json.dumps(full_state)}
+        header_meta = {META_KEY: json.dumps(full_meta)}
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"cannot save {path}: the state is not JSON-serialisable ({e}); "
+        raise CheckpointError(f"cannot save {path}: the metadata is not JSON-serialisable ({e}); "
                               "store plain numbers, strings, lists and dicts") from None
 
     # Read the current best before writing: the new file may replace the best's target.
     best_path = best_checkpoint(directory)
     best_value = _metric_of(best_path) if best_path else None
 
-    blob = _serialize(path, tensors, backend, meta)
-    tmp = _temp_name(directory, os.path.basename(path))
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
+    blob = _serialize(path, tensors, backend, header_meta)
+    atomic_write(path, lambda f: f.write(blob), binary=True)
+    fsync_dir(directory)
 
     if best_metric is not None and not math.isnan(best_metric):
         better = (best_value is None or os.path.abspath(best_path) == os.path.abspath(path)
                   or (best_metric > best_value if higher_is_better else best_metric < best_value))
         if better:
-            link_tmp = _temp_name(directory, BEST_NAME)
+            link_tmp = temp_path(os.path.join(directory, BEST_NAME))
             os.symlink(os.path.basename(path), link_tmp)  # relative: the dir can move
             os.replace(link_tmp, os.path.join(directory, BEST_NAME))
-            _fsync_dir(directory)
+            fsync_dir(directory)
             best_path = path
 
     if keep_last is not None:
@@ -364,5 +322,5 @@ def save_checkpoint(directory, step, tensors, backend, state, keep_last=3, best_
                     os.unlink(os.path.join(directory, files[s]))
                 except FileNotFoundError:
                     pass
-    _remove_stale_temps(directory)
+    remove_stale_temps(directory)
     return path

@@ -8,33 +8,29 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from .efficientnet import build_model
-from backends import get_backend
+from ..model import build_model
+from ..training.metrics import batch_metrics
+from ..training.optimizer import apply_updates
+from ..training.runtime import JaxRuntime
+from ..training.step import StepOptions, forward_loss, init_state, make_train_step
 
-from . import steps
-from .jax_step import _set_lr, init_state, make_optimizer, make_train_step
 
-
-def make_jaxgrad_step(net, optimizer, label_smoothing=0.0, compute_dtype="float32"):
+def make_jaxgrad_train_step(net, optimizer, options=StepOptions()):
     """The reference step: identical forward and update, gradients from jax.grad."""
+    backend = net.backend
 
-    backend = get_backend("jax")
-
-    def step(state, images, labels, key, lr):
+    def train_step(state, images, labels, key, lr):
         def loss_fn(params):
-            loss, logits, _, buffers = steps.forward_loss(net, backend, params, state["buffers"], images, labels,
-                                                          key, label_smoothing, compute_dtype)
+            loss, logits, _, buffers = forward_loss(net, params, state["buffers"], images, labels, key, options)
             return loss.data, (logits.data, buffers)
 
         (loss, (logits, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        opt_state = _set_lr(state["opt_state"], lr)
-        updates, opt_state = optimizer.update(grads, opt_state, state["params"])
-        new = dict(params=optax.apply_updates(state["params"], updates), buffers=buffers, opt_state=opt_state)
-        return new, steps.train_metrics(backend, loss, logits, labels)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        new = dict(params=apply_updates(backend, state["params"], updates, lr), buffers=buffers, opt_state=opt_state)
+        return new, batch_metrics(backend, loss, logits, labels)
 
-    return jax.jit(step, donate_argnums=(0,))
+    return train_step
 
 
 def _peak_memory():
@@ -57,22 +53,22 @@ def _run(step, state, images, labels, steps):
 
 
 def bench_model_jax(args):
-    dtype = args.dtype
+    runtime = JaxRuntime(args.dtype)
     net = build_model(args.variant, args.model, args.num_classes, backend="jax")
-    names = [n for n, _ in net.named_parameters()]
-    optimizer = make_optimizer(names)
+    optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+    options = StepOptions(label_smoothing=0.1, compute_dtype=args.dtype)
     key = jax.random.key(1)
     images = jax.random.normal(key, (args.batch_size, args.image_size, args.image_size, 3), jnp.float32)
     labels = jax.random.randint(key, (args.batch_size,), 0, args.num_classes, jnp.int32)
-    ours = make_train_step(net, optimizer, 0.1, dtype)
-    ref = make_jaxgrad_step(net, optimizer, 0.1, dtype)
-    _, ours_compile, ours_s = _run(ours, init_state(net, optimizer), images, labels, args.steps)
+    ours = runtime.compile_train_step(make_train_step(net, optimizer, options))
+    ref = runtime.compile_train_step(make_jaxgrad_train_step(net, optimizer, options))
+    _, ours_compile, ours_s = _run(ours, runtime.put_state(init_state(net, optimizer)), images, labels, args.steps)
     ours_peak = _peak_memory()
-    _, ref_compile, ref_s = _run(ref, init_state(net, optimizer), images, labels, args.steps)
+    _, ref_compile, ref_s = _run(ref, runtime.put_state(init_state(net, optimizer)), images, labels, args.steps)
     ref_peak = _peak_memory()
     return dict(
         backend="jax", variant=net.variant, model=net.model_name, image_size=args.image_size,
-        batch_size=args.batch_size, dtype=dtype, steps=args.steps,
+        batch_size=args.batch_size, dtype=args.dtype, steps=args.steps,
         custom_img_per_s=args.batch_size / ours_s, jaxgrad_img_per_s=args.batch_size / ref_s,
         ratio=ref_s / ours_s, custom_compile_s=ours_compile, jaxgrad_compile_s=ref_compile,
         custom_peak_bytes=ours_peak, jaxgrad_peak_bytes=ref_peak,

@@ -1,5 +1,5 @@
 """Stateless neural-network functions on Tensors: what the layers in `nn` are made of."""
-from . import functions as fn
+from . import ops
 from .tensor import Tensor
 
 
@@ -22,7 +22,7 @@ def conv2d(x, w, stride=1, padding="SAME", groups=1):
         padding = (same_padding(x.shape[1], w.shape[0], stride), same_padding(x.shape[2], w.shape[1], stride))
     elif padding == "VALID":
         padding = ((0, 0), (0, 0))
-    return fn.Conv2d.apply(x, w, stride=stride, padding=tuple(tuple(p) for p in padding), groups=groups)
+    return ops.Conv2d.apply(x, w, stride=stride, padding=tuple(tuple(p) for p in padding), groups=groups)
 
 
 def depthwise_conv2d(x, w, stride=1, padding="SAME"):
@@ -55,7 +55,7 @@ def linear(x, w, b=None):
 
 def log_softmax(x):
     """log softmax over the last axis."""
-    return fn.LogSoftmax.apply(x)
+    return ops.LogSoftmax.apply(x)
 
 
 def softmax(x):
@@ -73,7 +73,7 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
     if logits.ndim != 2 or logits.backend.shape(labels) != (logits.shape[0],):
         raise ValueError(f"cross_entropy: logits {logits.shape} need (N, K) with labels of shape (N,), "
                          f"got labels {tuple(logits.backend.shape(labels))}")
-    return fn.SoftmaxCrossEntropy.apply(logits, labels=labels, smoothing=label_smoothing)
+    return ops.SoftmaxCrossEntropy.apply(logits, labels=labels, smoothing=label_smoothing)
 
 
 def _labels(logits, labels):
@@ -101,7 +101,7 @@ def batch_norm_train(x, gamma, beta, eps):
     centred = bk.sub(x.data, bk.expand(mean, x.shape))
     var = bk.mul(bk.sum(bk.mul(centred, centred), axes), inv_count)
     invstd = bk.reciprocal(bk.sqrt(bk.add(var, bk.full(stat_shape, eps, x.dtype))))
-    y = fn.BatchNorm.apply(x, gamma.reshape(stat_shape), beta.reshape(stat_shape), mean=mean, invstd=invstd)
+    y = ops.BatchNorm.apply(x, gamma.reshape(stat_shape), beta.reshape(stat_shape), mean=mean, invstd=invstd)
     return y, bk.reshape(mean, (x.shape[-1],)), bk.reshape(var, (x.shape[-1],))
 
 

@@ -1,0 +1,67 @@
+"""The training state's one mapping to checkpoint tensor names (both optimizers' states), and
+the optimizer's one interface: our Nesterov SGD and optax's chain make the same update."""
+import pytest
+
+from backends import get_backend
+from tinyeffnet.training.checkpoint import CheckpointError
+from tinyeffnet.training.optimizer import NesterovSGD, apply_updates
+from tinyeffnet.training.state import model_weights, state_from_tensors, state_to_tensors
+
+PY = get_backend("python")
+NAMES = ["conv.weight", "bn.gamma"]
+
+
+def _params(values=((1.0, -2.0), (1.0, 0.5))):
+    return {n: PY.from_flat(list(v), (2,)) for n, v in zip(NAMES, values)}
+
+
+def test_python_state_round_trips_through_checkpoint_names():
+    params = _params()
+    opt = NesterovSGD(PY, NAMES)
+    state = dict(params=params, buffers={"bn.moving_var": PY.from_flat([1.0], (1,))}, opt_state=opt.init(params),
+                 ema=dict(params=dict(params), buffers={"bn.moving_var": PY.from_flat([2.0], (1,))}))
+    tensors = state_to_tensors(state)
+    assert set(tensors) == {"params/conv.weight", "params/bn.gamma", "buffers/bn.moving_var",
+                            "opt/trace/conv.weight", "opt/trace/bn.gamma", "ema/params/conv.weight",
+                            "ema/params/bn.gamma", "ema/buffers/bn.moving_var"}
+    back = state_from_tensors(state, tensors)
+    assert state_to_tensors(back) == tensors
+    assert PY.to_flat(model_weights(tensors, ema=True)["bn.moving_var"]) == [2.0]
+    assert set(model_weights(tensors)) == {"conv.weight", "bn.gamma", "bn.moving_var"}
+
+
+def test_a_missing_tensor_is_one_clear_error():
+    params = _params()
+    state = dict(params=params, buffers={}, opt_state=NesterovSGD(PY, NAMES).init(params))
+    tensors = state_to_tensors(state)
+    del tensors["opt/trace/bn.gamma"]
+    with pytest.raises(CheckpointError, match=r"x.safetensors lacks 1 tensors .*opt/trace/bn.gamma"):
+        state_from_tensors(state, tensors, "x.safetensors")
+
+
+def test_optax_state_round_trips_and_matches_our_optimizer():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from tinyeffnet.training.optimizer import optax_nesterov_sgd
+    jb = get_backend("jax")
+    grads = ((0.5, 0.25), (0.5, -1.0))
+    ours, ours_state = _params(), None
+    sgd = NesterovSGD(PY, NAMES, momentum=0.9, weight_decay=1e-4)
+    ours_state = sgd.init(ours)
+    theirs = {n: jnp.asarray(PY.to_flat(p)) for n, p in _params().items()}
+    chain = optax_nesterov_sgd(NAMES, momentum=0.9, weight_decay=1e-4)
+    chain_state = chain.init(theirs)
+    for _ in range(3):
+        updates, ours_state = sgd.update(_params(grads), ours_state, ours)
+        ours = apply_updates(PY, ours, updates, 0.1)
+        updates, chain_state = chain.update({n: jnp.asarray(g) for n, g in zip(NAMES, grads)}, chain_state, theirs)
+        theirs = apply_updates(jb, theirs, updates, 0.1)
+    for n in NAMES:
+        assert max(abs(a - b) for a, b in zip(PY.to_flat(ours[n]), theirs[n].tolist())) < 1e-6, n
+    # optax's state is a tuple of named tuples: its tree path names the tensors.
+    state = dict(params=theirs, buffers={}, opt_state=chain_state)
+    tensors = state_to_tensors(state)
+    assert "opt/1/trace/conv.weight" in tensors
+    back = state_from_tensors(state, tensors)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(state)

@@ -1,0 +1,46 @@
+"""Top-1, top-5 and loss over an eval split: during training and of a saved checkpoint."""
+from data_tools import DataError, Loader, open_dataset
+
+from .runtime import make_runtime
+from .state import load_model
+from .step import StepOptions, make_eval_step
+
+
+def evaluate(runtime, eval_step, params, buffers, loader, limit=0):
+    """Top-1, top-5 and mean loss over the eval split (or its first `limit` images)."""
+    totals = dict(top1=0.0, top5=0.0, loss=0.0, count=0.0)
+    seen = 0
+    for batch in loader.batches(0):
+        if limit and seen >= limit:
+            break
+        if limit and seen + batch.valid > limit:
+            batch = batch._replace(valid=limit - seen)
+        seen += batch.valid
+        images, labels, valid = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
+        sums = runtime.fetch(eval_step(params, buffers, images, labels, valid))
+        for k in totals:
+            totals[k] += sums[k]
+    n = max(totals["count"], 1.0)
+    return dict(top1=totals["top1"] / n, top5=totals["top5"] / n, loss=totals["loss"] / n, images=int(totals["count"]))
+
+
+def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, use_ema=False, limit=0):
+    """Evaluate a checkpoint file (or a work directory's best) on the eval split of `data`."""
+    runtime = make_runtime(backend)
+    net, meta = load_model(path, backend, use_ema)
+    image_size = int(meta.get("image_size") or net.default_image_size)
+    dataset = open_dataset(data, "eval", image_size)
+    if dataset.num_classes != net.num_classes:
+        raise DataError(f"{data} has {dataset.num_classes} classes but the checkpoint {meta['path']} was trained "
+                        f"for {net.num_classes}: evaluate it on the data it was trained on")
+    batch_size -= batch_size % runtime.device_count
+    loader = Loader(dataset, max(batch_size, runtime.device_count), workers=workers)
+    state = runtime.put_state(dict(params={n: p.data for n, p in net.named_parameters()},
+                                   buffers={n: b.data for n, b in net.named_buffers()}))
+    eval_step = runtime.compile_eval_step(make_eval_step(net, StepOptions(compute_dtype=runtime.compute_dtype)))
+    try:
+        result = evaluate(runtime, eval_step, state["params"], state["buffers"], loader, limit)
+    finally:
+        loader.close()
+    return dict(result, checkpoint=meta["path"], variant=meta["variant"], model=meta["model"], data=data,
+                ema=use_ema)

@@ -1,0 +1,34 @@
+"""What a step measures, in backend primitives (so it runs inside jax.jit too).
+
+An example is top-k correct when fewer than k classes have a strictly higher logit than
+its label: no sort, no argmax primitive needed.
+"""
+
+
+def topk_correct(backend, logits, labels, ks=(1, 5)):
+    """{k: (N,) array of 0/1}: whether each example's label is among its k best logits."""
+    b = backend
+    n, num_classes = b.shape(logits)
+    dtype = b.dtype(logits)
+    label_logit = b.sum(b.mul(logits, b.one_hot(labels, num_classes, dtype)), (1,))
+    higher = b.sum(b.compare(logits, b.expand(label_logit, (n, num_classes)), "gt"), (1,))
+    return {k: b.reshape(b.compare(higher, b.full((n, 1), float(k), dtype), "lt"), (n,)) for k in ks}
+
+
+def batch_metrics(backend, loss, logits, labels):
+    """Mean loss, top-1 and top-5 of the batch, as backend scalars."""
+    n = backend.shape(logits)[0]
+    correct = topk_correct(backend, logits, labels, (1, 5))
+    inv = backend.full((1,), 1.0 / n, backend.dtype(logits))
+    mean = lambda v: backend.reshape(backend.mul(backend.sum(v, (0,)), inv), ())
+    return dict(loss=loss, top1=mean(correct[1]), top5=mean(correct[5]))
+
+
+def all_finite(backend, arrays):
+    """1.0 if no array holds a NaN or an infinity, else 0.0 (x - x is 0 only for finite x)."""
+    total = None
+    for a in arrays:
+        s = backend.reshape(backend.sum(a, tuple(range(len(backend.shape(a))))), (1,))
+        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
+    return backend.reshape(backend.compare(backend.sub(total, total), backend.full((1,), 0.0, backend.dtype(total)),
+                                           "eq"), ())

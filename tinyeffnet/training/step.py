@@ -1,0 +1,117 @@
+"""One training step and one evaluation step, written once for every backend.
+
+    train_step(state, images, labels, key, lr) -> (new state, metrics)
+    eval_step(params, buffers, images, labels, valid) -> sums of top1, top5, loss, count
+
+The state is a dict: params, buffers (BN moving statistics), opt_state and, with an EMA,
+ema = {params, buffers}. Nothing here knows which backend runs it: the runtime compiles
+these functions (JAX: one jit program with donation and shardings; Python: nothing) and
+the optimizer has optax's init/update shape on both (see tinyeffnet.training.optimizer).
+"""
+from dataclasses import dataclass
+
+from ..engine import functional as F
+from ..engine.tensor import Tensor
+from .metrics import all_finite, batch_metrics, topk_correct
+from .optimizer import apply_updates
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What the step computes besides the model: the loss and the arithmetic."""
+    label_smoothing: float = 0.0
+    compute_dtype: str = None       # None: the backend's own float; bfloat16 keeps float32 masters,
+                                    # BN statistics and loss
+    ema_decay: float = 0.0          # 0: no moving average of the weights
+
+
+def _logits(net, images, options, key=None):
+    """The model's logits in the loss dtype: float64 for float64 compute, float32 otherwise."""
+    compute = options.compute_dtype or net.backend.default_float
+    logits = net(Tensor(net.backend.astype(images, compute), net.backend), key=key)
+    return logits.astype("float64" if compute == "float64" else "float32")
+
+
+def forward_loss(net, params, buffers, images, labels, key=None, options=StepOptions()):
+    """Training-mode forward with `params` bound: (loss, logits, leaves, new buffers).
+
+    `leaves` are the parameter Tensors whose .grad a backward fills; the new buffers are
+    the BN moving statistics this batch updated."""
+    net.train()
+    with net.bind(params, buffers) as leaves:
+        logits = _logits(net, images, options, key)
+        loss = F.cross_entropy(logits, labels, options.label_smoothing)
+        new_buffers = {n: b.data for n, b in net.named_buffers()}
+    return loss, logits, leaves, new_buffers
+
+
+def gradients(net, params, buffers, images, labels, key=None, options=StepOptions()):
+    """The forward and OUR backward: (loss, logits, grads, new buffers), all arrays."""
+    loss, logits, leaves, new_buffers = forward_loss(net, params, buffers, images, labels, key, options)
+    loss.backward()
+    return loss.data, logits.data, {n: leaves[n].grad.data for n in params}, new_buffers
+
+
+def init_state(net, optimizer, ema=False):
+    """A fresh training state from the model's arrays."""
+    params = {n: p.data for n, p in net.named_parameters()}
+    buffers = {n: b.data for n, b in net.named_buffers()}
+    state = dict(params=params, buffers=buffers, opt_state=optimizer.init(params))
+    if ema:
+        state["ema"] = dict(params=dict(params), buffers=dict(buffers))
+    return state
+
+
+def make_train_step(net, optimizer, options=StepOptions()):
+    """train_step(state, images, labels, key, lr) -> (new state, metrics)."""
+    backend = net.backend
+
+    def train_step(state, images, labels, key, lr):
+        loss, logits, grads, buffers = gradients(net, state["params"], state["buffers"], images, labels, key,
+                                                 options)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = apply_updates(backend, state["params"], updates, lr)
+        new = dict(params=params, buffers=buffers, opt_state=opt_state)
+        if "ema" in state:
+            new["ema"] = ema_update(backend, state["ema"], dict(params=params, buffers=buffers), options.ema_decay)
+        metrics = batch_metrics(backend, loss, logits, labels)
+        metrics["finite"] = all_finite(backend, list(params.values()))
+        return new, metrics
+
+    return train_step
+
+
+def make_eval_step(net, options=StepOptions()):
+    """eval_step(params, buffers, images, labels, valid) -> sums over the valid rows.
+
+    `valid` is a 0/1 mask: the last eval batch is padded up to the batch size and the
+    padding must not count."""
+    backend = net.backend
+
+    def eval_step(params, buffers, images, labels, valid):
+        net.eval()
+        with net.bind(params, buffers):
+            logits = _logits(net, images, options).data
+        n, k = backend.shape(logits)
+        valid = backend.astype(valid, backend.dtype(logits))
+        correct = topk_correct(backend, logits, labels, (1, 5))
+        logp = F.log_softmax(Tensor(logits, backend)).data
+        nll = backend.neg(backend.reshape(backend.sum(backend.mul(logp, backend.one_hot(labels, k, backend.dtype(logp))),
+                                                      (1,)), (n,)))
+        total = lambda v: backend.reshape(backend.sum(backend.mul(v, valid), (0,)), ())
+        return dict(top1=total(correct[1]), top5=total(correct[5]), loss=total(nll),
+                    count=backend.reshape(backend.sum(valid, (0,)), ()))
+
+    return eval_step
+
+
+def ema_update(backend, ema, new, decay):
+    """ema = decay * ema + (1 - decay) * new, for every array of a {group: {name: array}} dict."""
+    out = {}
+    for group, arrays in new.items():
+        out[group] = {}
+        for name, value in arrays.items():
+            shape, dtype = backend.shape(value), backend.dtype(value)
+            out[group][name] = backend.add(backend.mul(backend.full(shape, decay, dtype), ema[group][name]),
+                                           backend.mul(backend.full(shape, 1.0 - decay, dtype), value))
+    return out
