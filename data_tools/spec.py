@@ -20,6 +20,15 @@ PREFIXES = ("fashion-mnist", "imagenet")
 SPEC_HELP = "use default, fashion-mnist[:DIR], imagenet:DIR or a directory path"
 
 
+def spec_kind(spec):
+    """'fashion-mnist' or 'imagenet': the kind of data a spec names, from the string alone
+    (nothing is opened; a bad spec is parse_spec's and open_dataset's to report)."""
+    text = str(spec).strip().lower()
+    if text in ("default", "fashion-mnist") or text.startswith("fashion-mnist:"):
+        return "fashion-mnist"
+    return "imagenet"
+
+
 def parse_spec(spec):
     """(kind, directory) for a spec string; kind is 'fashion-mnist' or 'imagenet'."""
     if not isinstance(spec, str) or not spec.strip():
@@ -103,5 +112,7 @@ def eval_image(spec, path, image_size):
                 gray = img.convert("L").resize((image_size, image_size), Image.Resampling.BICUBIC)
             return rgb_bytes(gray), fashion_mnist.NORMALIZATION
         return rgb_bytes(imagenet_eval_image(path, image_size)), imagenet.NORMALIZATION
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path} is too large to decode safely ({e}); shrink it first") from None
     except (OSError, UnidentifiedImageError, UnreadableImage) as e:
         raise DataError(f"{path} is not a readable image ({e})") from None

@@ -6,56 +6,170 @@ each in-flight batch gets one of `slots` shared-memory blocks: the worker writes
 pixels there, only labels and counts travel by pipe, and the main process copies each
 batch out once into the bytes it hands to the trainer.
 
+Nothing outlives the trainer, even under kill -9:
+- the blocks are files in /dev/shm that are unlinked as soon as every worker has mapped
+  them, so no name is left behind whatever happens next (a block lives while a process
+  maps it); blocks of a process that died before that point are removed by the next pool;
+- workers talk to the main process over plain pipes (no named semaphores), and exit when
+  the main process is gone: a closed pipe ends their wait for work, and a watchdog thread
+  notices a new parent process while they are busy.
+
 Processes are spawned, not forked: forking a process that already runs JAX threads can
 deadlock. Workers ignore Ctrl-C; the main process gets it and shuts them down.
 """
+import mmap
 import multiprocessing
+import os
+import re
 import signal
+import tempfile
+import threading
+import time
+import uuid
 import weakref
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import shared_memory
 
 from .batch import build_batch
 
-_dataset = None
-_attached = {}  # slot name -> SharedMemory, mapped once per worker
+_SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+_BLOCK_RE = re.compile(r"^tinyeffnet-(\d+)-[0-9a-f]+-\d+$")
 
 
-def _start_worker(dataset):
-    global _dataset
+# --------------------------------------------------------------------- in the worker
+def _exit_when_orphaned(parent_pid):
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def _worker_main(conn, dataset, block_paths, block_bytes, parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _dataset = dataset
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    blocks = [_map(path, block_bytes) for path in block_paths]
+    conn.send("mapped")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):  # the main process is gone
+            return
+        if job is None:
+            return
+        slot, seed, epoch, indices, batch_size = job
+        try:
+            built = build_batch(dataset, seed, epoch, indices, batch_size)
+            offset = 0
+            for part in built.parts:
+                blocks[slot][offset:offset + len(part)] = part
+                offset += len(part)
+            reply = ("ok", built._replace(parts=offset))  # the pixels stay in the block
+        except Exception as e:  # noqa: BLE001 - handed to the main process, which raises it
+            reply = ("error", e)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
 
 
-def _build_into_slot(slot_name, seed, epoch, indices, batch_size):
-    built = build_batch(_dataset, seed, epoch, indices, batch_size)
-    if slot_name not in _attached:
-        _attached[slot_name] = shared_memory.SharedMemory(name=slot_name)
-    buffer = _attached[slot_name].buf
-    offset = 0
-    for part in built.parts:
-        buffer[offset:offset + len(part)] = part
-        offset += len(part)
-    return built._replace(parts=offset)  # the pixels stay in the slot; send their byte count
+def _map(path, size):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
 
 
-def _shut_down(executor, blocks):
-    executor.shutdown(wait=True, cancel_futures=True)
+# --------------------------------------------------------------------- in the main process
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_blocks():
+    """Delete the blocks of processes that died before unlinking them."""
+    for name in os.listdir(_SHM_DIR):
+        m = _BLOCK_RE.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(_SHM_DIR, name))
+            except OSError:
+                pass
+
+
+def _create_block(size):
+    path = os.path.join(_SHM_DIR, f"tinyeffnet-{os.getpid()}-{uuid.uuid4().hex[:8]}-{size}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        return path, mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _unlink_all(paths):
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _shut_down(processes, connections, blocks, paths):
+    for conn in connections:
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    for conn in connections:
+        conn.close()
+    _unlink_all(paths)
     for block in blocks:
         block.close()
-        block.unlink()
 
 
 class WorkerPool:
     """`workers` processes holding `dataset`, with `slots` shared blocks of `slot_bytes`."""
 
     def __init__(self, dataset, workers, slots, slot_bytes):
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_worker, initargs=(dataset,))
-        self._blocks = [shared_memory.SharedMemory(create=True, size=slot_bytes) for _ in range(slots)]
+        remove_stale_blocks()
+        context = multiprocessing.get_context("spawn")
+        self._paths, self._blocks, self._processes, self._connections = [], [], [], []
+        self._finalizer = weakref.finalize(self, _shut_down, self._processes, self._connections, self._blocks,
+                                           self._paths)
+        for _ in range(slots):
+            path, block = _create_block(max(slot_bytes, 1))
+            self._paths.append(path)
+            self._blocks.append(block)
+        for _ in range(workers):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_worker_main, daemon=True,
+                                      args=(theirs, dataset, self._paths, max(slot_bytes, 1), os.getpid()))
+            process.start()
+            theirs.close()
+            self._processes.append(process)
+            self._connections.append(ours)
+        for conn in self._connections:
+            self._receive(conn)  # "mapped"
+        _unlink_all(self._paths)  # every worker maps them: the names can go
         self._free = list(range(slots))
-        self._finalizer = weakref.finalize(self, _shut_down, self._executor, self._blocks)
+        self._next_worker = 0
+
+    def _receive(self, conn):
+        try:
+            return conn.recv()
+        except (EOFError, OSError):
+            self.close()
+            raise RuntimeError("a data worker process died (see its error above, or killed by the OS: "
+                               "out of memory?): rerun with fewer workers or workers=0") from None
 
     def submit(self, seed, epoch, indices, batch_size):
         """Start building a batch; the returned job goes to result() or abandon()."""
@@ -63,31 +177,29 @@ class WorkerPool:
             raise RuntimeError("all shared-memory slots are in use: iterate one batches() generator "
                                "of a Loader at a time (close the other first)")
         slot = self._free.pop()
-        future = self._executor.submit(_build_into_slot, self._blocks[slot].name, seed, epoch, indices, batch_size)
-        return future, slot
+        worker = self._next_worker
+        self._next_worker = (worker + 1) % len(self._connections)
+        self._connections[worker].send((slot, seed, epoch, list(indices), batch_size))
+        return worker, slot
 
     def result(self, job):
-        """(uint8 image bytes, BuiltBatch without parts) of a submitted job."""
-        future, slot = job
+        """(uint8 image bytes, BuiltBatch without parts) of a submitted job, in submission order."""
+        worker, slot = job
         try:
-            built = future.result()
-            with self._blocks[slot].buf[:built.parts] as pixels:
-                images = bytes(pixels)
-            return images, built
-        except BrokenProcessPool:
-            self.close()
-            raise RuntimeError("a data worker process died (see its error above, or killed by the OS: "
-                               "out of memory?): rerun with fewer workers or workers=0") from None
+            status, value = self._receive(self._connections[worker])
+            if status == "error":
+                raise value
+            return bytes(self._blocks[slot][:value.parts]), value
         finally:
             self._free.append(slot)
 
     def abandon(self, jobs):
-        """Drop jobs nobody will read; a job already running finishes first (it writes to its slot)."""
-        for future, slot in jobs:
-            if not future.cancel():
+        """Drop jobs nobody will read; each worker finishes its job first (it writes to its block)."""
+        for worker, slot in jobs:
+            if not self.closed:
                 try:
-                    future.exception()
-                except BaseException:  # noqa: BLE001 - the job is dropped; its outcome does not matter
+                    self._receive(self._connections[worker])
+                except RuntimeError:
                     pass
             self._free.append(slot)
 

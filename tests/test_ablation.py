@@ -131,7 +131,7 @@ def test_other_recipe_is_refused_not_overwritten(ablation):
     assert done.returncode == 2
     from tinyeffnet.training.config import PRESETS
     trained = PRESETS["default"]["lr"]
-    assert "another recipe" in done.stderr and f"lr: trained {trained}, requested 0.3" in done.stderr
+    assert "another recipe" in done.stderr and f"--lr: was {trained}, now 0.3" in done.stderr
     assert (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns == before
 
 

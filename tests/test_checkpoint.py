@@ -10,9 +10,9 @@ import time
 import pytest
 
 from backends import get_backend
-from tinyeffnet.training.checkpoint import (CheckpointError, best_checkpoint, checkpoint_meta,
-                                   from_record, latest_checkpoint, load_checkpoint,
-                                   resolve_checkpoint, save_checkpoint, to_record)
+from tinyeffnet.training.checkpoint import (CheckpointError, best_checkpoint, checkpoint_meta, from_record,
+                                            latest_checkpoint, load_checkpoint, resolve_checkpoint,
+                                            save_checkpoint, to_record, verify_checkpoint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = {"epoch": 2, "variant": "b0-se", "model": "efficientnet", "num_classes": 10,
@@ -78,8 +78,9 @@ def test_state_round_trip(tmp_path):
     path = save_checkpoint(tmp_path, 1234, {}, py(), dict(STATE, step=1234), best_metric=0.25)
     assert os.path.basename(path) == "step-00001234.safetensors"
     _, state = load_checkpoint(path, py())
+    checksum = state.pop("tensors_sha256")
     assert state == dict(STATE, step=1234, format_version=2, best_metric=0.25, higher_is_better=True)
-    assert checkpoint_meta(path) == state
+    assert checkpoint_meta(path) == dict(state, tensors_sha256=checksum)
 
 
 def test_state_errors_are_clear(tmp_path):
@@ -133,6 +134,30 @@ def test_resolve_checkpoint(tmp_path):
         resolve_checkpoint(empty)
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint(tmp_path / "missing")
+
+
+def test_a_flipped_bit_is_refused_naming_the_newest_good_checkpoint(tmp_path):
+    b = py()
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, {"params/w": b.from_flat([float(step)] * 64, (64,))}, b, {})
+    newest = latest_checkpoint(tmp_path)
+    blob = bytearray(open(newest, "rb").read())
+    blob[-9] ^= 0x10  # one bit of the last tensor's bytes: still a well-formed file
+    open(newest, "wb").write(bytes(blob))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(newest, b)
+    message = str(err.value)
+    assert "\n" not in message and newest in message and "is corrupt" in message
+    assert "the newest older checkpoint that verifies is " + str(tmp_path / "step-00000002.safetensors") in message
+    assert verify_checkpoint(tmp_path / "step-00000002.safetensors") and not verify_checkpoint(newest)
+
+
+def test_a_non_finite_tensor_is_never_written(tmp_path):
+    b = py()
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(CheckpointError, match="holds a NaN or an infinity"):
+            save_checkpoint(tmp_path, 1, {"buffers/bn.moving_var": b.from_flat([1.0, bad], (2,))}, b, {})
+    assert latest_checkpoint(tmp_path) is None and not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "no_metadata", "empty"])

@@ -65,3 +65,31 @@ def test_optax_state_round_trips_and_matches_our_optimizer():
     assert "opt/1/trace/conv.weight" in tensors
     back = state_from_tensors(state, tensors)
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(state)
+
+
+def test_non_finite_logits_never_count_as_correct():
+    from tinyeffnet.training.metrics import topk_correct
+    nan, inf = float("nan"), float("inf")
+    logits = PY.from_flat([nan] * 3 + [1.0, nan, 0.0] + [inf, 0.0, 0.0] + [3.0, 1.0, 2.0], (4, 3))
+    labels = PY.from_flat([0, 0, 0, 0], (4,), "int32")
+    correct = topk_correct(PY, logits, labels, (1, 2))
+    assert PY.to_flat(correct[1]) == [0.0, 0.0, 0.0, 1.0]
+    assert PY.to_flat(correct[2]) == [0.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("group", ["params", "buffers", "opt_state", "ema"])
+def test_the_steps_finiteness_flag_covers_every_array_it_writes(group):
+    from tinyeffnet.training.metrics import all_finite
+    params = _params()
+    state = dict(params=params, buffers={"bn.moving_var": PY.from_flat([1.0, 2.0], (2,))},
+                 opt_state=NesterovSGD(PY, NAMES).init(params),
+                 ema=dict(params=dict(params), buffers={"bn.moving_var": PY.from_flat([1.0, 2.0], (2,))}))
+    assert PY.to_flat(all_finite(PY, list(state_to_tensors(state).values()))) == [1.0]
+    names = [n for n in state_to_tensors(state) if n.split("/")[0] == {"opt_state": "opt"}.get(group, group)]
+    for bad in (float("nan"), float("inf")):
+        tensors = state_to_tensors(state)
+        tensors[names[0]] = PY.from_flat([bad, 1.0], (2,))
+        assert PY.to_flat(all_finite(PY, list(tensors.values()))) == [0.0], (names[0], bad)
+    huge = state_to_tensors(state)
+    huge[names[0]] = PY.from_flat([1e308, 1e308], (2,))  # finite values whose sum overflows
+    assert PY.to_flat(all_finite(PY, list(huge.values()))) == [1.0]

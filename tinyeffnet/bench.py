@@ -9,18 +9,19 @@ Modes (pick by flags):
   --data SPEC --workers N                the input pipeline, images/s (see data_tools.bench)
 """
 import argparse
-import json
 import sys
 
 from backends import get_backend
 
+from ._cli import ArgumentParser
+from ._files import dumps
 from .benchmarks.conv import bench_conv
 from .benchmarks.python_step import bench_model_python
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyeffnet.bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = ArgumentParser(prog="python -m tinyeffnet.bench", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--backend", default=None, help="python or jax")
     p.add_argument("--variant", default=None, help="time a full training step of this variant")
     p.add_argument("--model", default="b0", help="b0 .. b7 (default b0)")
@@ -51,7 +52,7 @@ def main(argv=None):
     if args.variant is None:
         results = bench_conv(args.backend, args.min_seconds)
         if args.json:
-            print(json.dumps(dict(backend=args.backend, conv=results)))
+            print(dumps(dict(backend=args.backend, conv=results)))
         else:
             print(f"conv2d forward + grad_input + grad_weight on the {args.backend} backend")
             for r in results:
@@ -72,7 +73,7 @@ def main(argv=None):
         except ValueError as e:
             p.error(str(e))
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
     else:
         print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
     return 0

@@ -4,29 +4,31 @@ PATH is a checkpoint file or a work directory (its best checkpoint, else its lat
 whole eval split is used (Fashion-MNIST: the official t10k test set). Any backend can
 evaluate any checkpoint: weights are stored as portable safetensors.
 """
-import argparse
-import json
 import sys
 
 from data_tools import DataError
 
+from ._cli import ArgumentParser
+from ._files import dumps
 from .training.checkpoint import CheckpointError
 from .training.evaluation import evaluate_checkpoint
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyeffnet.evaluate", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m tinyeffnet.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory")
     p.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST subset)")
-    p.add_argument("--backend", default="jax", help="jax or python (default jax)")
+    p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
     p.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights instead of the raw ones")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (default 0: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys top1, top5, images, ...)")
     args = p.parse_args(argv)
-    if args.batch_size < 1:
-        p.error("--batch-size must be at least 1")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
+                             ("--limit", args.limit, 0)):
+        if value < low:
+            p.error(f"{flag} must be at least {low}, got {value}")
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, args.backend, args.batch_size, args.workers,
                                      args.ema, args.limit)
@@ -34,7 +36,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(result))
+        print(dumps(result))
     else:
         print(f"{result['variant']} {result['model']} ({result['checkpoint']}) on {args.data}: "
               f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}, loss {result['loss']:.4f}, "

@@ -3,13 +3,13 @@
 Each image is prepared the way the checkpoint's training data was evaluated (recorded in
 the checkpoint), then the model runs in eval mode on the chosen backend.
 """
-import argparse
-import json
 import sys
 
 from data_tools import DataError
 from data_tools.spec import eval_image
 
+from ._cli import ArgumentParser
+from ._files import dumps
 from .engine import Tensor
 from .engine.functional import softmax
 from .training.checkpoint import CheckpointError
@@ -17,17 +17,21 @@ from .training.state import load_model
 
 
 def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
+    """One result per image, in order: {"image", "top": [...]} or {"image", "error"}."""
     from backends import get_backend
-    net, state = load_model(checkpoint, backend, use_ema)
+    net, meta = load_model(checkpoint, backend, use_ema)
     b = get_backend(backend)
-    size = int(state.get("image_size") or net.default_image_size)
-    names = state.get("class_names") or [str(i) for i in range(net.num_classes)]
-    data = state.get("data", "default")
+    size = int(meta.get("image_size") or net.default_image_size)
+    names = meta.get("class_names") or [str(i) for i in range(net.num_classes)]
+    data = meta.get("data", "default")
     results = []
     for path in images:
-        pixels, normalization = eval_image(data, path, size)
-        x = Tensor(b.from_flat(normalization.floats(pixels), (1, size, size, 3),
-                               "float64" if backend == "python" else "float32"), b)
+        try:
+            pixels, normalization = eval_image(data, path, size)
+        except DataError as e:
+            results.append(dict(image=path, error=str(e)))
+            continue
+        x = Tensor(b.from_flat(normalization.floats(pixels), (1, size, size, 3), b.default_float), b)
         probs = softmax(net(x)).to_flat()
         best = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
         results.append(dict(image=path, top=[dict(class_index=i, name=names[i], probability=probs[i]) for i in best]))
@@ -35,27 +39,32 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyeffnet.predict", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m tinyeffnet.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--backend", default="jax", help="jax (default) or python")
+    p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax (default) or python")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     args = p.parse_args(argv)
+    if args.top < 1:
+        p.error(f"--top must be at least 1, got {args.top}")
     try:
         results = predict(args.checkpoint, args.images, args.backend, args.top, args.ema)
     except (ValueError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(results))
-        return 0
-    for r in results:
-        print(r["image"])
-        for t in r["top"]:
-            print(f"  {t['probability']:7.2%}  {t['name']}")
-    return 0
+        print(dumps(results))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"error: {r['error']}", file=sys.stderr)
+                continue
+            print(r["image"])
+            for t in r["top"]:
+                print(f"  {t['probability']:7.2%}  {t['name']}")
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """`python -m tinyeffnet.summary --variant V`: the network as the paper's Table I, with
 parameters and multiply-accumulates (MACs) per stage (see tinyeffnet.model.stages).
 """
-import argparse
-import json
 import sys
 
+from ._cli import ArgumentParser
+from ._files import dumps
 from .model.stages import format_table, summarize
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyeffnet.summary", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m tinyeffnet.summary", description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", default="base", help="base, seend@noskip|hasskip|all, nose@noskip|hasskip|all")
     p.add_argument("--model", default="b0", help="b0 .. b7 (compound scaling)")
     p.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's own)")
@@ -22,7 +22,7 @@ def main(argv=None):
         summary = summarize(args.variant, args.model, args.image_size, args.num_classes)
     except ValueError as e:
         p.error(str(e))
-    print(json.dumps(summary) if args.json else format_table(summary))
+    print(dumps(summary) if args.json else format_table(summary))
     return 0
 
 

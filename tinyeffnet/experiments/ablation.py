@@ -26,13 +26,13 @@ import time
 
 from ..model import VARIANTS, canonical_variant
 from ..training.checkpoint import latest_checkpoint
-from ..training.config import TrainConfig
+from ..training.config import NOT_TRAJECTORY, TrainConfig, config_differences
 from .table2 import build_table
 
 RUN_INFO = "ablation-run.json"  # written by the run's process: memory, device, process time
-# Flags that do not change what a run computes: a finished run stays valid when they differ.
-NOT_RECIPE = ("workdir", "resume", "preset", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
-              "eval_every", "coordinator_address", "num_processes", "process_id")
+# Flags that do not change what a finished run reports: it stays valid when they differ
+# (unlike --resume, which also lets --max-steps and --eval-examples change).
+NOT_RECIPE = tuple(k for k in NOT_TRAJECTORY if k not in ("max_steps", "eval_examples"))
 PER_RUN = ("variant", "seed")  # set per run folder
 class AblationError(ValueError):
     """A request that cannot be carried out as asked; the message says what to do."""
@@ -52,7 +52,7 @@ def parse_variants(text):
         except ValueError:
             raise AblationError(f"unknown variant {n!r} in --variants: choose all or a comma-separated list of "
                                 f"{', '.join(VARIANTS)}") from None
-    return [v for v in VARIANTS if v in chosen]
+    return [v for v in VARIANTS if v in chosen] + sorted(chosen - set(VARIANTS))  # then variants of your own
 
 def run_dir(workdir, variant, seed):
     return os.path.join(workdir, variant, f"seed-{seed}")
@@ -61,28 +61,6 @@ def run_dir(workdir, variant, seed):
 def recipe(cfg):
     """The flags that decide what a run computes, less the per-run variant and seed."""
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RECIPE and k not in PER_RUN}
-
-
-def config_differences(saved, cfg):
-    """'key: trained X, requested Y' for every result-changing flag where saved config.json differs."""
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in NOT_RECIPE:
-            continue
-        have = saved.get(f.name, f.default)  # a key older code did not write: its default then
-        want = getattr(cfg, f.name)
-        if f.name == "variant":
-            have = _canonical_or_none(have)
-        if have != want:
-            out.append(f"{f.name}: trained {have!r}, requested {want!r}")
-    return out
-
-
-def _canonical_or_none(name):
-    try:
-        return canonical_variant(name)
-    except ValueError:
-        return name
 
 
 def _read_json(path):
@@ -95,17 +73,19 @@ def _read_json(path):
 
 
 def plan(cfg):
-    """('done', summary) | ('resume', checkpoint) | ('fresh', None) for the run folder cfg.workdir."""
+    """('done', summary) | ('resume', checkpoint or None) | ('fresh', None) for the run folder cfg.workdir.
+
+    A run writes its config.json before anything else, so a folder without one holds no run."""
     folder = cfg.workdir
     summary = _read_json(os.path.join(folder, "summary.json"))
     checkpoint = latest_checkpoint(os.path.join(folder, "checkpoints"))
-    if summary is None and checkpoint is None:
-        return "fresh", None  # nothing trained worth keeping (at most a partial metrics.jsonl)
     saved = _read_json(os.path.join(folder, "config.json"))
+    if saved is None and summary is None and checkpoint is None:
+        return "fresh", None
     if saved is None:
         raise AblationError(f"{folder} holds a run but no readable config.json: cannot tell its recipe; "
                             "move it away or use another --workdir")
-    diffs = config_differences(saved, cfg)
+    diffs = config_differences(saved, cfg, NOT_RECIPE)
     if diffs:
         raise AblationError(f"{folder} was trained with another recipe ({'; '.join(diffs)}): "
                             "use another --workdir, the same flags, or move that folder away")
@@ -207,7 +187,9 @@ def ablate(cfg, variants, seeds, workdir, say=print):
             runs[run_cfg.variant].append(_run_record(run_cfg, detail))
             continue
         run_cfg.resume = state == "resume"
-        say(f"{tag}: {'resuming from ' + os.path.basename(detail) if run_cfg.resume else 'training'} "
+        doing = "training" if state == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
+                                                     "restarting (no checkpoint yet)")
+        say(f"{tag}: {doing} "
             f"-> {run_cfg.workdir}", flush=True)
         start = time.time()
         status = _run_child(run_cfg, env)

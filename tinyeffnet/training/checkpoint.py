@@ -17,6 +17,7 @@ Crash safety: a step file appears only by `os.replace` of a fully written, fsync
 the best symlink is replaced the same way before any pruning, so a kill -9 at any moment
 leaves every visible name complete and `best.safetensors` pointing at a file that exists.
 """
+import hashlib
 import json
 import math
 import os
@@ -27,9 +28,10 @@ from array import array
 
 import safetensors
 
-from .._files import atomic_write, fsync_dir, remove_stale_temps, temp_path
+from .._files import WriteError, atomic_write, fsync_dir, make_dirs, remove_stale_temps, temp_path
 
-# 2: optimizer state named by its tree path (tinyeffnet.training.state). A version-1 file
+# 2: optimizer state named by its tree path (tinyeffnet.training.state) and a sha256 of the
+# tensor bytes in the metadata, verified on every load. A version-1 file (no checksum)
 # still loads for evaluate and predict (same weight names) but cannot be resumed.
 FORMAT_VERSION = 2
 META_KEY = "tinyeffnet"
@@ -163,9 +165,8 @@ def checkpoint_meta(path):
     return _meta_from_header(path, _header(path))
 
 
-def load_checkpoint(path, backend):
-    """(tensors, meta) from a checkpoint file, or from a directory's best/latest one."""
-    path = resolve_checkpoint(path)
+def _read(path):
+    """(meta, safetensors entries) of a checkpoint file; one-line errors for unreadable ones."""
     try:
         with open(path, "rb") as f:
             blob = f.read()
@@ -176,6 +177,19 @@ def load_checkpoint(path, backend):
         entries = safetensors.deserialize(blob)
     except Exception as e:  # SafetensorError: truncated, overlapping or uncovered data
         raise _unreadable(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return meta, entries
+
+
+def load_checkpoint(path, backend):
+    """(tensors, meta) from a checkpoint file, or from a directory's best/latest one.
+
+    The tensor bytes are checked against the checksum written with them: a corrupt file is
+    refused, naming the newest older checkpoint that verifies."""
+    path = resolve_checkpoint(path)
+    meta, entries = _read(path)
+    if not _checksum_matches(meta, entries):
+        raise CheckpointError(f"{path} is corrupt: its tensor bytes do not match the checksum written with them; "
+                              f"{_newest_good_before(path)}")
     tensors = {}
     for name, entry in entries:
         dtype = _FROM_HEADER.get(entry["dtype"])
@@ -186,6 +200,43 @@ def load_checkpoint(path, backend):
         except CheckpointError as e:
             raise _unreadable(path, f"tensor {name!r}: {e}") from None
     return tensors, meta
+
+
+def _checksum(entries):
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, header_dtype, shape, raw in sorted(entries):
+        digest.update(f"{name}\0{header_dtype}\0{list(shape)}\0".encode())
+        digest.update(raw)
+    return digest.hexdigest()
+
+
+def _checksum_matches(meta, entries):
+    if meta.get("format_version", 1) < 2:
+        return True  # version 1 wrote no checksum
+    return _checksum((name, e["dtype"], e["shape"], bytes(e["data"])) for name, e in entries) == \
+        meta.get("tensors_sha256")
+
+
+def verify_checkpoint(path):
+    """True if the file reads and its tensor bytes match their checksum."""
+    try:
+        return _checksum_matches(*_read(path))
+    except CheckpointError:
+        return False
+
+
+def _newest_good_before(path):
+    """Where to go back to: the newest older step file in the same folder that verifies."""
+    directory = os.path.dirname(os.path.abspath(path))
+    match = _STEP_RE.match(os.path.basename(path))
+    files = _step_files(directory)
+    older = sorted((s for s in files if match is None or s < int(match.group(1))), reverse=True)
+    for s in older:
+        candidate = os.path.join(directory, files[s])
+        if verify_checkpoint(candidate):
+            return f"the newest older checkpoint that verifies is {candidate}"
+    return "no older checkpoint in its folder verifies"
 
 
 # --------------------------------------------------------------------- finding
@@ -237,8 +288,9 @@ def resolve_checkpoint(path, prefer="best"):
 
 
 # --------------------------------------------------------------------- writing
-def _serialize(path, tensors, backend, header_meta):
-    specs, keep_alive = {}, []
+def _records(path, tensors, backend):
+    """{name: (dtype, shape, raw bytes)}, refusing bad names and non-finite values."""
+    records = {}
     for name, x in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise CheckpointError(f"cannot save {path}: bad tensor name {name!r} (use a non-empty "
@@ -247,6 +299,19 @@ def _serialize(path, tensors, backend, header_meta):
             dtype, shape, raw = to_record(backend, x)
         except CheckpointError as e:
             raise CheckpointError(f"cannot save {path}: tensor {name!r}: {e}") from None
+        if dtype != "int32":
+            values = array(_CODES[dtype][0])
+            values.frombytes(raw)
+            if not math.isfinite(sum(values)):  # NaN and infinities survive the sum
+                raise CheckpointError(f"cannot save {path}: tensor {name!r} holds a NaN or an infinity; a "
+                                      "checkpoint of a diverged run is never written")
+        records[name] = (dtype, shape, raw)
+    return records
+
+
+def _serialize(records, header_meta):
+    specs, keep_alive = {}, []
+    for name, (dtype, shape, raw) in records.items():
         buf = array("B", raw)  # serialize takes raw pointers: hold every buffer until it returns
         keep_alive.append(buf)
         specs[name] = safetensors.TensorSpec(dtype=dtype, shape=list(shape),
@@ -283,12 +348,14 @@ def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_m
     if best_metric is not None and not isinstance(best_metric, (int, float)):
         raise CheckpointError(f"best_metric must be a number, got {best_metric!r}")
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    make_dirs(directory)
     path = step_path(directory, step)
-    full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step,
-                  "best_metric": best_metric, "higher_is_better": bool(higher_is_better)}
+    records = _records(path, tensors, backend)
+    checksum = _checksum((name, _CODES[dtype][1], shape, raw) for name, (dtype, shape, raw) in records.items())
+    full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step, "best_metric": best_metric,
+                 "higher_is_better": bool(higher_is_better), "tensors_sha256": checksum}
     try:
-        header_meta = {META_KEY: json.dumps(full_meta)}
+        header_meta = {META_KEY: json.dumps(full_meta, allow_nan=False)}
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot save {path}: the metadata is not JSON-serialisable ({e}); "
                               "store plain numbers, strings, lists and dicts") from None
@@ -297,7 +364,7 @@ def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_m
     best_path = best_checkpoint(directory)
     best_value = _metric_of(best_path) if best_path else None
 
-    blob = _serialize(path, tensors, backend, header_meta)
+    blob = _serialize(records, header_meta)
     atomic_write(path, lambda f: f.write(blob), binary=True)
     fsync_dir(directory)
 
@@ -306,8 +373,11 @@ def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_m
                   or (best_metric > best_value if higher_is_better else best_metric < best_value))
         if better:
             link_tmp = temp_path(os.path.join(directory, BEST_NAME))
-            os.symlink(os.path.basename(path), link_tmp)  # relative: the dir can move
-            os.replace(link_tmp, os.path.join(directory, BEST_NAME))
+            try:
+                os.symlink(os.path.basename(path), link_tmp)  # relative: the dir can move
+                os.replace(link_tmp, os.path.join(directory, BEST_NAME))
+            except OSError as e:
+                raise WriteError(os.path.join(directory, BEST_NAME), e) from None
             fsync_dir(directory)
             best_path = path
 

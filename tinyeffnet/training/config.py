@@ -18,11 +18,25 @@ Presets (chosen from --data unless --preset is given):
 """
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from data_tools import DataError
 from data_tools.augment import AUGMENTATIONS
+from data_tools.spec import parse_spec, spec_kind
 
+from .._cli import ArgumentParser
+from ..model import canonical_model, canonical_variant
+from ..nn import INIT_SCHEMES
 from .schedule import scaled_peak_lr
+
+BACKENDS = ("jax", "python")
+DTYPES = {"jax": ("float32", "bfloat16"), "python": ("float64",)}
+
+
+class ConfigError(ValueError):
+    """A flag value no run can use, or a request that cannot be carried out as given; the
+    message is one line naming the flag and the fix. Commands exit with status 2."""
 
 PRESETS = {
     "imagenet": dict(epochs=350, batch_size=2048, image_size=224, lr=None, warmup_epochs=5.0,
@@ -96,12 +110,16 @@ class TrainConfig:
         """A copy with the preset's values filled in wherever a flag was not given."""
         preset = self.preset or self.default_preset()
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+            raise ConfigError(f"--preset {preset!r} is unknown: choose one of {', '.join(PRESETS)}")
         values = dataclasses.asdict(self)
         values["preset"] = preset
         for key, value in PRESETS[preset].items():
             if values.get(key) is None:
                 values[key] = value
+        if self.autoaugment is None:
+            # The preset's AutoAugment only where it applies: photos with the full augmentation.
+            values["autoaugment"] = bool(values["autoaugment"]) and values["augment"] == "full" and \
+                spec_kind(values["data"]) == "imagenet"
         cfg = TrainConfig(**values)
         if cfg.lr is None:
             cfg.lr = scaled_peak_lr(0.4, cfg.batch_size)
@@ -112,30 +130,92 @@ class TrainConfig:
     def default_preset(self):
         if self.backend == "python":
             return "tiny"
-        data = (self.data or "default").lower()
-        if data == "default" or data.startswith("fashion-mnist:"):
-            return "default"
-        return "imagenet"
+        return "default" if spec_kind(self.data or "default") == "fashion-mnist" else "imagenet"
 
     def check(self):
-        """One clear error for a value no training could use."""
-        for name in ("epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.cosine_epochs <= 0 or self.warmup_epochs < 0:
-            raise ValueError("--lr and --cosine-epochs must be positive and --warmup-epochs not negative")
-        for name in ("label_smoothing", "dropout", "drop_connect", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise ValueError(f"--bn-momentum must be in [0, 1), got {self.bn_momentum}")
+        """One clear error (ConfigError) for any value no training could use."""
+        def fail(flag, rule):
+            raise ConfigError(f"--{flag.replace('_', '-')} {rule}, got {getattr(self, flag)!r}")
+
+        if self.backend not in BACKENDS:
+            fail("backend", f"must be one of {', '.join(BACKENDS)}")
+        for name, check in ((canonical_variant, self.variant), (canonical_model, self.model)):
+            try:
+                name(check)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        if self.init not in INIT_SCHEMES:
+            fail("init", f"must be one of {', '.join(INIT_SCHEMES)}")
+        for name in ("epochs", "batch_size", "image_size", "eval_every", "log_every", "checkpoint_every",
+                     "keep_checkpoints"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, "must be a whole number of at least 1")
+        for name in ("max_steps", "workers", "eval_examples", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                fail(name, "must be a whole number, 0 or more")
+        for name in ("lr", "cosine_epochs"):
+            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
+                fail(name, "must be a finite number above 0")
+        for name in ("warmup_epochs", "weight_decay"):
+            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
+                fail(name, "must be a finite number, 0 or more")
+        for name in ("width", "depth"):
+            if getattr(self, name) is not None and (not _finite(getattr(self, name)) or getattr(self, name) <= 0):
+                fail(name, "must be a finite number above 0")
+        for name in ("momentum", "label_smoothing", "dropout", "drop_connect", "ema_decay", "bn_momentum"):
+            if not (_finite(getattr(self, name)) and 0.0 <= getattr(self, name) < 1.0):
+                fail(name, "must be in [0, 1)")
         if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+            fail("augment", f"must be one of {', '.join(AUGMENTATIONS)}")
+        if self.autoaugment and spec_kind(self.data) != "imagenet":
+            raise ConfigError(f"--autoaugment is ImageNet's policy for photos, but --data {self.data!r} is "
+                              "Fashion-MNIST: drop --autoaugment")
         if self.autoaugment and self.augment != "full":
-            raise ValueError("--autoaugment is part of the full augmentation: use --augment full or --no-autoaugment")
-        if self.dtype not in (None, "float32", "bfloat16", "float64"):
-            raise ValueError(f"--dtype must be float32, bfloat16 or float64, got {self.dtype}")
+            raise ConfigError(f"--autoaugment is part of the full augmentation, but --augment is {self.augment!r}: "
+                              "use --augment full or --no-autoaugment")
+        dtypes = DTYPES[self.backend]
+        if self.dtype is not None and self.dtype not in dtypes:
+            fail("dtype", f"must be one of {', '.join(dtypes)} on the {self.backend} backend")
+        if self.backend == "python" and (self.num_processes or 1) > 1:
+            raise ConfigError("multi-host training (--num-processes) needs --backend jax")
+        try:
+            parse_spec(self.data)
+        except DataError as e:
+            raise ConfigError(f"--data: {e}") from None
         return self
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Flags that do not change the trajectory of a run (which parameters it computes at each
+# step): --resume accepts a change of these and refuses a change of any other.
+NOT_TRAJECTORY = ("workdir", "resume", "preset", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
+                  "eval_every", "eval_examples", "max_steps", "coordinator_address", "num_processes",
+                  "process_id")
+
+
+def config_differences(saved, cfg, ignore=NOT_TRAJECTORY):
+    """'--flag: was X, now Y' for every flag outside `ignore` where a saved config.json differs."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ignore:
+            continue
+        have = saved.get(f.name, f.default)  # a key older code did not write: its default then
+        want = getattr(cfg, f.name)
+        if f.name == "variant":
+            have, want = _canonical_or_same(have), _canonical_or_same(want)
+        if have != want:
+            out.append(f"--{f.name.replace('_', '-')}: was {have!r}, now {want!r}")
+    return out
+
+
+def _canonical_or_same(name):
+    try:
+        return canonical_variant(name)
+    except ValueError:
+        return name
 
 
 def _flag_type(f):
@@ -144,8 +224,7 @@ def _flag_type(f):
 
 
 def build_parser(prog="python -m tinyeffnet.train", description=None):
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = _flag_type(f)

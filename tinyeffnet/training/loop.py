@@ -11,17 +11,22 @@ the latest checkpoint on the same trajectory: same data order, same random keys,
 parameters.
 """
 import datetime
+import json
+import logging
 import math
 import os
 import sys
 import time
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from data_tools import DataError, Loader, open_dataset
 
-from .._files import write_json
+from .._files import WriteError, make_dirs, write_json
 from ..model import build_model, canonical_variant
 from ..plotting import plot_metrics
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigError, config_differences
 from .evaluation import evaluate
 from .metrics_file import MetricsLog
 from .runtime import make_runtime
@@ -34,24 +39,26 @@ IDENTITY_KEYS = ("variant", "model", "num_classes", "width", "depth")
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot go on (a non-finite loss); the message says what was kept."""
+    """A run that cannot go on (it diverged); the message says what was kept."""
 
 
 def train(cfg):
-    """Train as `cfg` says; returns the summary (also written to summary.json)."""
-    started = time.time()
-    runtime = make_runtime(cfg.backend, cfg.dtype, cfg.coordinator_address, cfg.num_processes, cfg.process_id)
-    _check_batch_split(cfg.batch_size, runtime)
-    if cfg.resume and not cfg.workdir:
-        raise ValueError("--resume needs --workdir: the run folder to continue")
-    workdir = cfg.workdir or default_workdir(cfg)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if runtime.is_main:
-        os.makedirs(ckpt_dir, exist_ok=True)
-    say = print if runtime.is_main else (lambda *a, **k: None)
+    """Train as `cfg` says; returns the summary (also written to summary.json).
 
-    # ---- data: each host reads only its shard of every global batch
-    train_loader, eval_loader = _open_loaders(cfg, runtime)
+    Everything that can refuse the request (flags, data, the work directory, a checkpoint
+    to resume) is checked before anything is written: a ConfigError leaves the disk as
+    it was."""
+    started = time.time()
+    try:
+        runtime = make_runtime(cfg.backend, cfg.dtype, cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+        _check_batch_split(cfg.batch_size, runtime)
+        workdir = cfg.workdir or default_workdir(cfg)
+        _check_workdir(workdir, cfg)
+        # ---- data: each host reads only its shard of every global batch
+        train_loader, eval_loader = _open_loaders(cfg, runtime)
+    except (ValueError, OSError) as e:  # DataError and CheckpointError are ValueErrors
+        raise ConfigError(str(e)) from None
+    say = print if runtime.is_main else (lambda *a, **k: None)
     steps_per_epoch = train_loader.steps_per_epoch
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -68,18 +75,29 @@ def train(cfg):
     identity = dict(variant=net.variant, model=net.model_name, num_classes=net.num_classes, width=cfg.width,
                     depth=cfg.depth, class_names=list(train_loader.class_names), image_size=cfg.image_size,
                     data=cfg.data)
-    checkpoints = Checkpoints(ckpt_dir, runtime, identity, cfg, steps_per_epoch)
+    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), runtime, identity, cfg, steps_per_epoch)
 
-    # ---- where to start: step 0, or the latest checkpoint
+    # ---- where to start: step 0, or the latest checkpoint of the run being resumed
     state, step = init_state(net, optimizer, ema=cfg.ema_decay > 0), 0
-    if cfg.resume:
-        state, step = checkpoints.restore(state)
+    if cfg.resume and checkpoints.latest() is not None:
+        try:
+            state, step = checkpoints.restore(state)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         say(f"resumed from {checkpoints.restored_from} at step {step}")
     else:
+        if cfg.resume:
+            say(f"no checkpoint in {checkpoints.directory} yet: the run starts again from step 0")
         state = runtime.put_state(state)
-    log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), runtime.is_main, step if cfg.resume else None)
+
+    # ---- from here on the run writes into its work directory, config.json first: a folder
+    # holds a run exactly when it holds a config.json
     if runtime.is_main and not cfg.resume:
+        make_dirs(workdir)
         write_json(os.path.join(workdir, "config.json"), dict(vars(cfg), **identity))
+    log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), runtime.is_main, step if cfg.resume else None)
+    if runtime.is_main:
+        make_dirs(checkpoints.directory)
     say(f"tinyeffnet: {net.variant} {net.model_name} ({net.num_parameters():,} parameters), {runtime.description}")
     say(f"data {cfg.data}: {train_loader.num_examples} train / {eval_loader.num_examples} eval images, "
         f"{cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}, {steps_per_epoch} steps per epoch, "
@@ -95,7 +113,7 @@ def train(cfg):
     def run_eval(weights):
         return evaluate(runtime, eval_step, weights["params"], weights["buffers"], eval_loader, cfg.eval_examples)
 
-    recorder = StepRecorder(runtime, log, cfg, steps_per_epoch, lr_at)
+    recorder = StepRecorder(runtime, log, cfg, steps_per_epoch, lr_at, checkpoints)
     progress = _progress_bar(total_steps, step, runtime.is_main)
     result = None
     try:
@@ -133,7 +151,7 @@ def train(cfg):
     if result is None:  # resumed a finished run: evaluate what is there
         result = run_eval(state)
     summary = dict(top1=result["top1"], top5=result["top5"], eval_loss=result["loss"], eval_images=result["images"],
-                   images_per_s=recorder.images_per_s, seconds=time.time() - started, steps=step,
+                   images_per_s=recorder.run_images_per_s(), seconds=time.time() - started, steps=step,
                    variant=net.variant, model=net.model_name, backend=cfg.backend, data=cfg.data, workdir=workdir,
                    unreadable_images=train_loader.unreadable_count + eval_loader.unreadable_count)
     if runtime.is_main:
@@ -142,16 +160,31 @@ def train(cfg):
                      title=f"tinyeffnet {net.variant} {net.model_name} on {cfg.data}")
         if summary["unreadable_images"]:
             say(f"skipped {summary['unreadable_images']} unreadable image files (listed in the log above)")
+        speed = f"{summary['images_per_s']:.1f} images/s" if summary["images_per_s"] else "images/s not measured"
         say(f"done: {net.variant} top-1 {result['top1']:.4f} top-5 {result['top5']:.4f} on {result['images']} test "
-            f"images, {summary['images_per_s']:.1f} images/s, {summary['seconds']:.0f} s; {workdir}")
+            f"images, {speed}, {summary['seconds']:.0f} s; {workdir}")
     return summary
 
 
 def run(cfg):
-    """train(cfg) as a command runs it: an exit status, and one line on failure."""
+    """train(cfg) as a command runs it: an exit status and, on failure, one line.
+
+    2: the request was refused (ConfigError), nothing was written; 1: the run failed (it
+    diverged, a write failed, the data broke), what it wrote before stays loadable;
+    130: interrupted."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        train(cfg)
-    except (ValueError, DataError, CheckpointError, TrainingError) as e:
+        with logging_redirect_tqdm():  # warnings go above the progress bar, not into it
+            train(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except WriteError as e:
+        print(f"error: {e} (files written before it are kept and load; fix the cause, then --resume)",
+              file=sys.stderr)
+        return 1
+    except (ValueError, DataError, CheckpointError, TrainingError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -164,6 +197,41 @@ def run(cfg):
 def default_workdir(cfg):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join("runs", f"{cfg.variant.replace('@', '-')}-{cfg.model}-{stamp}")
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "curves.png", "checkpoints")
+
+
+def _check_workdir(workdir, cfg):
+    """Refuse to write over another run, and to resume a run with another recipe."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a folder: give a new --workdir")
+    found = [n for n in RUN_FILES if os.path.exists(os.path.join(workdir, n))]
+    if not cfg.resume:
+        if found:
+            raise ConfigError(f"{workdir} holds another run ({', '.join(found)}): continue it with --resume, or "
+                              "give a new --workdir")
+        return
+    if not cfg.workdir:
+        raise ConfigError("--resume needs --workdir: the run folder to continue")
+    saved = _read_json(os.path.join(workdir, "config.json"))
+    if saved is None:
+        why = "does not exist" if not os.path.isdir(workdir) else "holds no readable config.json"
+        raise ConfigError(f"--resume: {workdir} {why}, so there is no run to continue: drop --resume to start one")
+    differences = config_differences(saved, cfg)
+    if differences:
+        raise ConfigError(f"--resume: {workdir} was trained with other flags ({'; '.join(differences)}), so it "
+                          "would not continue the same trajectory: resume with the run's own flags, or give a new "
+                          "--workdir")
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _check_batch_split(batch_size, runtime):
@@ -206,11 +274,12 @@ class Checkpoints:
         save_checkpoint(self.directory, step, tensors, self.runtime.backend, meta,
                         keep_last=self.cfg.keep_checkpoints, best_metric=metric)
 
+    def latest(self):
+        return latest_checkpoint(self.directory)
+
     def restore(self, template):
         """(state, step) from the latest checkpoint; refuses one of another model."""
-        path = latest_checkpoint(self.directory)
-        if path is None:
-            raise ValueError(f"--resume: no checkpoint in {self.directory} to continue from")
+        path = self.latest()
         tensors, meta = load_checkpoint(path, self.runtime.backend)
         for key in IDENTITY_KEYS:
             if meta.get(key) != self.identity[key]:
@@ -224,20 +293,30 @@ class StepRecorder:
     """Each step's metrics, fetched one step late: stop on non-finite values, measure
     images/s, write a step record every --log-every steps."""
 
-    def __init__(self, runtime, log, cfg, steps_per_epoch, lr_at):
+    def __init__(self, runtime, log, cfg, steps_per_epoch, lr_at, checkpoints):
         self.runtime, self.log, self.cfg, self.steps_per_epoch, self.lr_at = runtime, log, cfg, steps_per_epoch, lr_at
+        self.checkpoints = checkpoints
         self.pending = None      # (step, metrics arrays) of the step in flight
         self.window = None       # (time, step) where the current throughput window began
-        self.images_per_s = 0.0
-        self.last = {}
+        self.compiled = None     # (time, step) when the first step had finished
+        self.images_per_s = None
+        self.last, self.last_step = {}, None
 
     def issued(self, step, metrics):
         """`step` was just issued: record the one before it (the device has moved on)."""
         if self.pending is not None:
             self.flush()
             if self.window is None:  # the first step has finished: compilation is behind us
-                self.window = (time.time(), step)
+                self.window = self.compiled = (time.time(), step)
         self.pending = (step, metrics)
+
+    def run_images_per_s(self):
+        """The last window's images/s or, on a run too short for one, the mean since compilation."""
+        if self.images_per_s or self.compiled is None or self.last_step is None:
+            return self.images_per_s
+        steps = self.last_step + 1 - self.compiled[1]
+        seconds = time.time() - self.compiled[0]
+        return steps * self.cfg.batch_size / seconds if steps > 0 and seconds > 0 else None
 
     def flush(self):
         if self.pending is None:
@@ -245,12 +324,15 @@ class StepRecorder:
         at, metrics = self.pending
         self.pending = None
         values = self.runtime.fetch(metrics)
-        if not math.isfinite(values["loss"]):
-            raise TrainingError(f"the loss became {values['loss']} at step {at}: training stopped, the last good "
-                                f"checkpoint is kept; lower --lr (now {self.cfg.lr}) or check the data")
-        if values["finite"] != 1.0:  # checked before any checkpoint of this state is written
-            raise TrainingError(f"the update of step {at} made the parameters non-finite (loss {values['loss']:.4g}): "
-                                f"training stopped, the last good checkpoint is kept; lower --lr (now {self.cfg.lr})")
+        # Checked before any checkpoint of this state is written: every checkpoint is finite.
+        if not math.isfinite(values["loss"]) or values["finite"] != 1.0:
+            what = (f"the loss became {values['loss']}" if not math.isfinite(values["loss"]) else
+                    "its update made the parameters, BN statistics or optimizer state non-finite")
+            kept = self.checkpoints.latest()
+            kept = f"the last finite checkpoint is {kept}" if kept else "no checkpoint had been written"
+            raise TrainingError(f"training diverged at step {at + 1}: {what}; stopped, {kept}. Lower --lr (now "
+                                f"{self.cfg.lr}) and start again with a new --workdir")
+        self.last_step = at
         if (at + 1) % self.cfg.log_every == 0:
             self.log.write(dict(kind="step", step=at + 1, epoch=(at + 1) / self.steps_per_epoch, loss=values["loss"],
                                 lr=self.lr_at(at), top1=values["top1"], top5=values["top5"],

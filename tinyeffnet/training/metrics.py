@@ -1,18 +1,26 @@
 """What a step measures, in backend primitives (so it runs inside jax.jit too).
 
 An example is top-k correct when fewer than k classes have a strictly higher logit than
-its label: no sort, no argmax primitive needed.
+its label (no sort, no argmax primitive needed) and all its logits are finite.
 """
 
 
 def topk_correct(backend, logits, labels, ks=(1, 5)):
-    """{k: (N,) array of 0/1}: whether each example's label is among its k best logits."""
+    """{k: (N,) array of 0/1}: whether each example's label is among its k best logits.
+
+    A row holding a NaN or an infinity is never correct: NaN compares false with
+    everything, so without this a diverged model would score 100%."""
     b = backend
     n, num_classes = b.shape(logits)
     dtype = b.dtype(logits)
     label_logit = b.sum(b.mul(logits, b.one_hot(labels, num_classes, dtype)), (1,))
     higher = b.sum(b.compare(logits, b.expand(label_logit, (n, num_classes)), "gt"), (1,))
-    return {k: b.reshape(b.compare(higher, b.full((n, 1), float(k), dtype), "lt"), (n,)) for k in ks}
+    finite = _is_zero(b, b.sum(b.mul(logits, b.full((n, num_classes), 0.0, dtype)), (1,)))
+    return {k: b.reshape(b.mul(b.compare(higher, b.full((n, 1), float(k), dtype), "lt"), finite), (n,)) for k in ks}
+
+
+def _is_zero(b, x):
+    return b.compare(x, b.full(b.shape(x), 0.0, b.dtype(x)), "eq")
 
 
 def batch_metrics(backend, loss, logits, labels):
@@ -25,10 +33,13 @@ def batch_metrics(backend, loss, logits, labels):
 
 
 def all_finite(backend, arrays):
-    """1.0 if no array holds a NaN or an infinity, else 0.0 (x - x is 0 only for finite x)."""
+    """1.0 if no array holds a NaN or an infinity, else 0.0.
+
+    x * 0 is 0 for a finite x and NaN otherwise, so the sum of every array times 0 is 0
+    exactly when all are finite (a plain sum could overflow to infinity)."""
     total = None
     for a in arrays:
-        s = backend.reshape(backend.sum(a, tuple(range(len(backend.shape(a))))), (1,))
+        zeros = backend.mul(a, backend.full(backend.shape(a), 0.0, backend.dtype(a)))
+        s = backend.reshape(backend.sum(zeros, tuple(range(len(backend.shape(a))))), (1,))
         total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
-    return backend.reshape(backend.compare(backend.sub(total, total), backend.full((1,), 0.0, backend.dtype(total)),
-                                           "eq"), ())
+    return backend.reshape(_is_zero(backend, total), ())

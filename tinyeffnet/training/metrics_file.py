@@ -6,7 +6,7 @@ after each evaluation.
 import json
 import os
 
-from .._files import atomic_write
+from .._files import append_line, atomic_write, dumps
 
 
 def read_metrics(path):
@@ -31,18 +31,15 @@ class MetricsLog:
         if not enabled:
             return
         if resume_step is None:
-            open(path, "w").close()
+            atomic_write(path, lambda f: None)
         elif os.path.exists(path):  # drop what the interrupted run logged after its checkpoint
             kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
-            atomic_write(path, lambda f: f.writelines(json.dumps(r) + "\n" for r in kept))
+            atomic_write(path, lambda f: f.writelines(dumps(r) + "\n" for r in kept))
 
     def write(self, record):
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, dumps(record))
 
     def records(self):
         return read_metrics(self.path)

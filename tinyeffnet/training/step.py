@@ -14,6 +14,7 @@ from ..engine import functional as F
 from ..engine.tensor import Tensor
 from .metrics import all_finite, batch_metrics, topk_correct
 from .optimizer import apply_updates
+from .state import state_to_tensors
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def make_train_step(net, optimizer, options=StepOptions()):
         if "ema" in state:
             new["ema"] = ema_update(backend, state["ema"], dict(params=params, buffers=buffers), options.ema_decay)
         metrics = batch_metrics(backend, loss, logits, labels)
-        metrics["finite"] = all_finite(backend, list(params.values()))
+        metrics["finite"] = all_finite(backend, list(state_to_tensors(new).values()))
         return new, metrics
 
     return train_step
