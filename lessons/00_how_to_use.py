@@ -1,48 +1,65 @@
 # %% [markdown]
 # # Lesson 00: how to use this course
 #
-# tinyeffnet reimplements the paper *"A practical analysis of EfficientNet"*: it trains
-# EfficientNet-B0 and six variants that move or remove its squeeze-and-excitation (SE)
-# modules (the paper's Table II). Everything sits on a small tensor library written for
-# this project: no NumPy, its own reverse-mode autograd, and two interchangeable array
-# backends (pure Python to read, JAX to run fast).
+# tinyeffnet reimplements the paper *Practical Analysis on Architecture of EfficientNet*
+# (Hoang and Jo): it trains EfficientNet-B0 and six variants that move or remove its
+# squeeze-and-excitation (SE) modules (the paper's Table II). Everything sits on a small
+# tensor library written for this project: no NumPy, its own reverse-mode autograd, and two
+# interchangeable array backends (pure Python to read, JAX to run fast).
 #
-# The goal of the course: after lessons 00 to 13 you can read every line that runs when
+# The goal of the course: after lessons 00 to 15 you can read every line that runs when
 # you type
 #
 #     python -m tinyeffnet.train --backend jax --variant base
 #
-# and say why it is there.
+# and say why it is there, and you have added a variant of your own and measured it.
 #
 # **How the lessons are written.** Each lesson is a plain Python file in the jupytext
 # "percent" format: `# %%` starts a code cell, `# %% [markdown]` starts a text cell whose
 # lines are comments. So a lesson
 #
 # - reads top to bottom as a chapter (open it in any editor),
-# - runs as a script: `python lessons/04_conv2d.py` (from the repository root),
-# - opens as a notebook where jupytext is installed (`pip install jupytext`, then open the
-#   `.py` file in Jupyter, or `jupytext --to notebook lessons/04_conv2d.py`).
+# - runs as a script: `python lessons/04_conv2d.py` (from anywhere),
+# - opens as a notebook: `pip install jupytext notebook`, then
+#   `jupytext --to notebook lessons/04_conv2d.py` and open `lessons/04_conv2d.ipynb` in
+#   Jupyter (or open the `.py` file directly in JupyterLab with jupytext installed:
+#   right-click, "Open With", "Notebook").
 #
-# **The lessons never copy library code.** They import it, call it, and print it with
-# `inspect.getsource` when you should read it. If a lesson and the library disagree, the
+# **You do, see and check.** Every lesson from 01 on has **exercises**: a cell marked
+# `# EXERCISE NN.k` holds a function (or class, or value) for you to write, and the cell
+# after it checks what you wrote. Until you write it, the check prints what to do and the
+# lesson goes on; a wrong answer is told what is wrong. Reference solutions are in
+# `lessons/solutions/` (`TINYEFFNET_SOLUTIONS=1 python lessons/04_conv2d.py` runs a lesson
+# with them). **Figures** show what is better seen than read: inline in a notebook; as a
+# script they are saved to `lessons/figures/` (or `$TINYEFFNET_FIGURES`) and the path is
+# printed.
+#
+# **The lessons never copy library code.** They import it, call it, and print the lines
+# worth reading with `inspect.getsource`. If a lesson and the library disagree, the
 # library wins and the lesson's checks fail.
 #
 # **Every lesson ends with checks**: plain `assert`s. Running a lesson proves what it
-# taught, and the test suite runs them all (`python -m pytest -q tests/test_lessons.py`).
+# taught, and the test suite runs them all, with and without the solutions
+# (`python -m pytest -q tests/test_lessons.py`).
 
 # %%
 import ast
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)  # so that `import tinyeffnet` works without installing the package
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("00")
+ROOT = course.ROOT
 
 # %% [markdown]
-# The cell above is the only boilerplate: it finds the repository root (the folder above
-# `lessons/`) and puts it on Python's import path. Every lesson starts with it. (With
-# `pip install -e .` it would not be needed.)
+# The cell above is the boilerplate every lesson starts with. The package, installed with
+# `pip install -e .` from the repository root, knows where it lives; the folder above it is
+# the repository, whatever folder you start Python or Jupyter in. `lessons/course.py` is
+# the course's own helper (figures, tables, exercise checks), not part of the library.
 #
 # ## The map of the repository
 #
@@ -68,43 +85,45 @@ for package in PACKAGES:
         if name.endswith(".py"):
             repo_map[f"{package}/{name}"] = first_line(os.path.join(folder, name))
 
-for path, line in repo_map.items():
-    print(f"{path:<32} {line[:100]}")
+lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", line) for p, line in repo_map.items()])
 
 # %% [markdown]
 # How the pieces stack, bottom to top:
 #
 # | layer | files | lessons |
 # |---|---|---|
-# | arrays: the backend contract and its implementations | `backends/contract.py`, `python_backend.py`, `jax_backend.py`, `meta_backend.py` | 01, 04, 05, 12 |
+# | arrays: the backend contract and its implementations | `backends/contract.py`, `python_backend.py`, `jax_backend.py`, `meta_backend.py` | 01, 04, 05, 13 |
 # | `Tensor` and reverse-mode autograd | `tinyeffnet/engine/tensor.py`, `autograd.py`, `ops.py` | 01, 02 |
 # | checking gradients | `tinyeffnet/engine/gradcheck.py` | 03 (and used everywhere after) |
 # | stateless ops (conv, batch norm, swish, loss) | `tinyeffnet/engine/functional.py` | 04-07, 11 |
 # | layers and the module tree | `tinyeffnet/nn/module.py`, `layers.py`, `init.py` | 05-09 |
 # | the network and its variants | `tinyeffnet/model/efficientnet.py`, `stages.py` | 09, 10 |
-# | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11, 12 |
-# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `data_tools/` | 11-13 |
-# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py` | 13 |
+# | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11-13 |
+# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `data_tools/` | 11-14 |
+# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py` | 14, 15 |
+# | charts and figures (Pillow only) | `tinyeffnet/plotting/` | every lesson's figures |
 # | the commands | `tinyeffnet/train.py`, `evaluate.py`, `predict.py`, `summary.py`, `ablation.py`, `bench.py` | 00 |
 #
 # ## The path
 #
-# | lesson | what it teaches | needs |
-# |---|---|---|
-# | 00 | this map | - |
-# | 01 | `Tensor`, the backend contract, its primitives, the registry, the meta backend | 00 |
-# | 02 | autograd: `Function`, the tape, topological order, accumulation, broadcasting, `no_grad` | 01 |
-# | 03 | gradient checking with finite differences; catching a wrong backward | 02 |
-# | 04 | `conv2d`: NHWC/HWIO, TensorFlow SAME padding, both backward convolutions | 03 |
-# | 05 | depthwise convolution and what it saves (MACs via the meta backend) | 04 |
-# | 06 | batch norm: train vs eval, moving averages, the closed-form backward | 03 |
-# | 07 | stable sigmoid, swish and its lean backward | 03 |
-# | 08 | the squeeze-and-excitation module | 04, 07 |
-# | 09 | the MBConv block and the paper's Fig. 1a/1b/1c | 05, 06, 08 |
-# | 10 | EfficientNet-B0: Table I and the parameter counts of Table II | 09 |
-# | 11 | the training loop: loss, SGD + Nesterov, the schedule, real steps in pure Python | 10 |
-# | 12 | the JAX backend: one jit program, sharding, TPUs | 11 |
-# | 13 | the SE ablation, read like the paper's Table II | 12 |
+# | lesson | what it teaches | you write | needs |
+# |---|---|---|---|
+# | 00 | this map | - | - |
+# | 01 | `Tensor`, the backend contract, its primitives, the registry, the meta backend | a flat index, a conv's MACs | 00 |
+# | 02 | autograd: `Function`, the tape (drawn), topological order, accumulation, broadcasting, `no_grad` | a `Tanh` Function, a backward by hand | 01 |
+# | 03 | gradient checking with finite differences; catching a wrong backward | a numerical gradient, its error | 02 |
+# | 04 | `conv2d`: NHWC/HWIO, TensorFlow SAME padding, both backward convolutions derived | SAME padding, the weight gradient | 03 |
+# | 05 | depthwise convolution and what it saves (MACs via the meta backend) | the cost of a separable conv | 04 |
+# | 06 | batch norm: train vs eval, moving averages, the closed-form backward | dx and dgamma of BN | 03 |
+# | 07 | stable sigmoid, swish and its lean backward | swish', a stable softplus | 03 |
+# | 08 | the squeeze-and-excitation module and its real cost | SE parameters and operations | 04, 07 |
+# | 09 | the MBConv block and the paper's Fig. 1a/1b/1c | an MBConv's parameter count | 05, 06, 08 |
+# | 10 | EfficientNet-B0: Table I and the parameter counts of Table II | SEend's counts by hand, the Xavier bound | 09 |
+# | 11 | the training loop: loss, SGD + Nesterov, the schedule, real images, real steps | one Nesterov step, the smoothing floor | 10 |
+# | 12 | JAX tracing: a tracer of our own records our tape, then `jax.jit` does | a jit-safe leaky ReLU | 11 |
+# | 13 | the JAX backend: depthwise by taps, the compiled step, donation, sharding, bf16, multi-host | bfloat16 rounding | 12 |
+# | 14 | the SE ablation, read like the paper's Table II | the report's spread rule | 13 |
+# | 15 | capstone: a variant of your own, counted, trained against base over seeds | your variant and its count | 14 |
 
 # %% [markdown]
 # ## Where the trainer's command is explained
@@ -114,19 +133,18 @@ for path, line in repo_map.items():
 
 # %%
 TRAIN_WALKTHROUGH = [
-    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 13"),
-    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "12"),
+    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 14"),
+    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "13"),
     ("open the data and batch it (data_tools.Loader)", "data_tools/loader.py", "11"),
     ("build_model(variant): stem, 16 MBConv blocks, head", "tinyeffnet/model/efficientnet.py", "04-10"),
     ("initialise the weights (Xavier, the paper's choice)", "tinyeffnet/nn/init.py", "10"),
-    ("SGD with Nesterov momentum and weight decay", "tinyeffnet/training/optimizer.py", "11, 12"),
-    ("one step: forward, our backward, update (jit on JAX)", "tinyeffnet/training/step.py", "02, 11, 12"),
+    ("SGD with Nesterov momentum and weight decay", "tinyeffnet/training/optimizer.py", "11, 13"),
+    ("one step: forward, our backward, update (jit on JAX)", "tinyeffnet/training/step.py", "02, 11, 12, 13"),
     ("learning rate per step: warmup then cosine", "tinyeffnet/training/schedule.py", "11"),
     ("loss with label smoothing, top-1/top-5", "tinyeffnet/engine/ops.py", "11"),
-    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "13"),
+    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "14"),
 ]
-for what, where, lessons in TRAIN_WALKTHROUGH:
-    print(f"{what:<56} {where:<28} lesson {lessons}")
+lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for what, where, lessons in TRAIN_WALKTHROUGH])
 
 # %% [markdown]
 # ## Running the lessons
@@ -135,13 +153,18 @@ for what, where, lessons in TRAIN_WALKTHROUGH:
 #
 #     for f in lessons/[0-9]*.py; do python "$f"; done
 #
-# or, as the test suite does (one fresh process per lesson):
+# or, as the test suite does (one fresh process per lesson, with and without the
+# reference solutions, and two lessons executed as notebooks):
 #
 #     python -m pytest -q tests/test_lessons.py
 #
-# Each lesson runs in seconds on a 2-core CPU. The pure-Python backend is slow (every
-# number is a Python float), so the lessons use small tensors and tiny networks; the real
-# sizes appear where only shapes are needed (the meta backend, lesson 01 and 10).
+# Each lesson runs in under a minute on a 2-core CPU, most in a few seconds. The
+# pure-Python backend is slow (every number is a Python float), so the lessons use small
+# tensors and tiny networks; the real sizes appear where only shapes are needed (the meta
+# backend, lessons 01, 05, 08 and 10).
+#
+# A lesson's last line says `ok: lesson NN checks passed` when its own checks hold, and the
+# line before it how many of its exercises you have done.
 
 # %% [markdown]
 # ## Checks
@@ -149,11 +172,15 @@ for what, where, lessons in TRAIN_WALKTHROUGH:
 # %%
 lessons = sorted(n for n in os.listdir(os.path.join(ROOT, "lessons")) if n[:2].isdigit() and n.endswith(".py"))
 numbers = [int(n[:2]) for n in lessons]
-assert numbers[:14] == list(range(14)), f"expected lessons 00..13, found {lessons}"
+assert numbers == list(range(16)), f"expected lessons 00..15, found {lessons}"
 for _, where, _ in TRAIN_WALKTHROUGH:
     assert os.path.exists(os.path.join(ROOT, where)), f"the walkthrough names {where}, which does not exist"
 for module in ("backends/contract.py", "tinyeffnet/engine/tensor.py", "tinyeffnet/engine/autograd.py",
                "tinyeffnet/model/efficientnet.py", "tinyeffnet/train.py", "data_tools/loader.py"):
     assert module in repo_map, f"{module} is missing from the repository map"
-print(f"{len(lessons)} lessons, {len(repo_map)} modules mapped")
+for name in lessons[1:]:
+    number = name[:2]
+    assert course.exercises.of_lesson(number), f"lesson {number} has no exercise"
+    assert os.path.isfile(os.path.join(ROOT, "lessons", "solutions", name)), f"lesson {number} has no solutions file"
+print(f"{len(lessons)} lessons, {len(course.exercises.EXERCISES)} exercises, {len(repo_map)} modules mapped")
 print("ok: lesson 00 checks passed")

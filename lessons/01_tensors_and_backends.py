@@ -17,9 +17,13 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("01")
+ROOT = course.ROOT
 
 import inspect
 
@@ -54,6 +58,26 @@ labels = Tensor([3, 1, 4], dtype="int32")
 print(labels, labels.tolist())
 
 # %% [markdown]
+# ### Exercise 01.1: where does an element live?
+#
+# Write `flat_index(index, shape)`: the position of element `index` (a tuple such as
+# `(n, h, w, c)`) in the flat row-major list of an array of `shape`. For `(1, 2)` in a
+# `(2, 3)` array it is 5. Hint: go through the axes from the first, multiplying what you
+# have so far by the next axis's size.
+#
+# Fill in the cell below (in a notebook: edit and run it; as a script: edit this file),
+# then run the check after it.
+
+# %%
+# EXERCISE 01.1: your code here
+def flat_index(index, shape):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("01.1", flat_index)
+
+# %% [markdown]
 # ## The backend contract
 #
 # `backends/contract.py: class Backend` lists every operation layer code may ask for.
@@ -69,8 +93,7 @@ groups = {
     "movement": ["reshape", "permute", "expand", "pad", "slice"],
     "processing": ["matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight"],
 }
-for group, names in groups.items():
-    print(f"  {group:<20} {', '.join(names)}")
+lesson.table(["group", "primitives"], [(group, ", ".join(f"`{n}`" for n in names)) for group, names in groups.items()])
 
 # %% [markdown]
 # A few rules make the set small:
@@ -98,8 +121,8 @@ print("expanded back:  ", py.to_flat(py.expand(row_sums, (2, 3))))
 # the result to that shape and dtype. Read it:
 
 # %%
-print(inspect.getsource(backends.contract.Backend._run))
-print(inspect.getsource(backends.contract.Backend._binary_op))
+print(course.source(backends.contract.Backend._run))
+print(course.source(backends.contract.Backend._binary_op))
 
 # %% [markdown]
 # Wrong arguments fail at once, with the op name and the shapes in the message:
@@ -189,6 +212,23 @@ except TypeError as e:
 # 3 x 3 x 3 = 27 products, so 112 * 112 * 32 * 27 = 10,838,016 MACs (the first row of
 # Table I in lesson 10).
 #
+# ### Exercise 01.2: count a convolution's work
+#
+# Write `conv_macs(x_shape, kernel_shape, stride, groups)`: the MACs of `conv2d` with SAME
+# padding (output size ceil(input / stride)), x in NHWC and the kernel in HWIO, where
+# I = C_in / groups. Every output value is a sum of k * k * I products. The check compares
+# with the meta backend on four convolutions, among them a depthwise one (lesson 05).
+
+# %%
+# EXERCISE 01.2: your code here
+def conv_macs(x_shape, kernel_shape, stride, groups):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("01.2", conv_macs)
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -206,4 +246,5 @@ assert abs(y_py.item() - 8.25) < 1e-12 and abs(y_jx.item() - 8.25) < 1e-5, (y_py
 assert y_jx.dtype == "float32"
 assert out.shape == (1, 112, 112, 32)
 assert meta.macs == 112 * 112 * 32 * 27 == 10_838_016, meta.macs
+lesson.finish()
 print("ok: lesson 01 checks passed")

@@ -13,16 +13,22 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("02")
+ROOT = course.ROOT
 
 import inspect
+import math
 
 import tinyeffnet.engine.ops as fn
 from tinyeffnet import Tensor, no_grad
 from tinyeffnet.engine import autograd
 from tinyeffnet.engine.autograd import Function, topological_order
+from tinyeffnet.plotting.graph import draw_tape, record_tape
 
 # %% [markdown]
 # ## One number
@@ -51,7 +57,7 @@ print(inspect.getsource(fn.Mul))
 # links are the tape:
 
 # %%
-print(inspect.getsource(Function.apply))
+print(course.source(Function.apply, cut=[("for t in inputs[1:]", "make every tensor")]))  # less a check of backends
 
 # %% [markdown]
 # Our `f` is an `Add` whose parents are two `Mul` outputs; `x` appears three times as a
@@ -72,6 +78,49 @@ def describe(node, depth=0):
 
 
 describe(f)
+
+# %% [markdown]
+# ## Seeing the tape
+#
+# A picture says it faster. `tinyeffnet/plotting/graph.py: record_tape` reads the tape
+# below a tensor (before `backward`, which frees it) and `draw_tape` draws every tensor with
+# its value and, once `backward` has run, its gradient: the derivative of the final output
+# with respect to that tensor. Functions are the orange nodes between them. A slightly
+# bigger expression, L = sigmoid(a b + a a) * 3:
+
+# %%
+a = Tensor(2.0, requires_grad=True)
+b = Tensor(-3.0, requires_grad=True)
+ab = a * b
+d = ab + a * a
+L = d.sigmoid() * 3.0
+tape = record_tape(L, dict(a=a, b=b, ab=ab, d=d, L=L))
+L.backward()
+lesson.show(draw_tape(tape, "L = sigmoid(a*b + a*a) * 3 at a = 2, b = -3"), "tape")
+picture_grads = (a.grad.item(), b.grad.item())
+print("dL/da =", picture_grads[0], " dL/db =", picture_grads[1])
+
+# %% [markdown]
+# Read it right to left, as `backward` does: L's gradient is 1; the `Mul` by 3 hands 3 to
+# the sigmoid's output; the `Sigmoid` multiplies by s (1 - s) = 0.105 (s = sigmoid(-2)), so
+# d gets 0.315; `Add` passes 0.315 to both of its inputs; each `Mul` multiplies by the
+# *other* input. `a` is used twice (in a*b and a*a): its gradient is the sum of both
+# paths, b * 0.315 + 2a * 0.315 = 0.315.
+#
+# ### Exercise 02.1: backward by hand
+#
+# Write `expression_grads(a, b)`: (dL/da, dL/db) for the L of the picture, as formulas in
+# the floats a and b (chain rule; sigmoid'(d) = s (1 - s)). The check compares with
+# autograd at four points.
+
+# %%
+# EXERCISE 02.1: your code here
+def expression_grads(a, b):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("02.1", expression_grads)
 
 # %% [markdown]
 # ## Writing a Function
@@ -97,6 +146,28 @@ Cube.apply(u).sum().backward()
 print("d/du sum(u^3) = 3 u^2 =", u.grad.tolist())
 
 # %% [markdown]
+# ### Exercise 02.2: a Function of your own
+#
+# Write `Tanh` as a Function. The backend has no tanh primitive, but
+# tanh(x) = 2 sigmoid(2x) - 1, and its derivative is 1 - tanh(x)^2: keep the *output* on
+# `self` in `forward`, and `backward` needs nothing else. Use `self.backend`'s primitives
+# (`full`, `mul`, `sub`, `sigmoid`, ...) as `Cube` does. The check compares the values with
+# `math.tanh` and the gradient with finite differences (`check_elementwise`, lesson 03).
+
+# %%
+# EXERCISE 02.2: your code here
+class Tanh(Function):
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+
+# %%
+lesson.exercise("02.2", Tanh)
+
+# %% [markdown]
 # ## The walk: reverse topological order
 #
 # `backward(root)` must hand each tensor's gradient to its parents only when it is
@@ -107,8 +178,9 @@ print("d/du sum(u^3) = 3 u^2 =", u.grad.tolist())
 # recursive one would hit Python's recursion limit (1000 frames) on a long chain of ops.
 
 # %%
-print(inspect.getsource(topological_order))
-print(inspect.getsource(autograd.backward))
+print(course.source(topological_order))
+print(course.source(autograd.backward, cut=[("if not root.requires_grad", "no input had"),
+                                            ("if root.size != 1", "reduce it to a scalar")]))  # less error messages
 
 # %% [markdown]
 # Note three details of `backward`:
@@ -231,4 +303,9 @@ assert bias.grad.shape == (3,), "the broadcast gradient is summed back to the bi
 assert all(abs(g - e) < 1e-12 for g, e in zip(bias.grad.tolist(), [10.4, 14.8, 19.2])), bias.grad.tolist()
 assert not w_next.requires_grad and w_next._ctx is None, "no_grad records nothing"
 assert q.grad.tolist() == [2.0] and p.grad.tolist() == [12.0]
+s_picture = 1 / (1 + math.exp(2.0))  # sigmoid(a*b + a*a) at a = 2, b = -3
+dL_dd = 3 * s_picture * (1 - s_picture)
+assert abs(picture_grads[0] - dL_dd * (-3.0 + 2 * 2.0)) < 1e-12 and abs(picture_grads[1] - dL_dd * 2.0) < 1e-12
+assert len(tape.ops) == 5 and len(tape.tensors) == 8, "3 Muls, Add, Sigmoid; a, b, 3.0 and five results"
+lesson.finish()
 print("ok: lesson 02 checks passed")

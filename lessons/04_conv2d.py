@@ -16,11 +16,14 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("04")
+ROOT = course.ROOT
+
 import operator
 
 import tinyeffnet.engine.ops as fn
@@ -28,6 +31,7 @@ from backends import get_backend
 from backends.python_backend import PythonBackend
 from tinyeffnet import Tensor, functional as F
 from tinyeffnet.engine.gradcheck import check_projection
+from tinyeffnet.plotting.diagrams import conv_windows
 
 py = get_backend("python")
 
@@ -69,12 +73,30 @@ print("input", x3.shape, "kernel", k2.shape, "->", y_valid.shape, grid(y_valid))
 # out = ceil(n / s); the total padding is whatever makes the last window fit,
 # max((out - 1) s + k - n, 0), split with the extra pixel at the END:
 
+# ### Exercise 04.1: SAME padding
+#
+# Before reading the library's version below, write `same_padding(n, k, s)` -> (lo, hi)
+# for one axis of size n, kernel k and stride s, from the three sentences above. The check
+# compares with the library on 600 cases.
+
 # %%
-print(inspect.getsource(F.same_padding))
+# EXERCISE 04.1: your code here
+def same_padding(n, k, s):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("04.1", same_padding)
+
+# %% [markdown]
+# The library's:
+
+# %%
+print(course.source(F.same_padding))
 cases = [(224, 3, 1), (224, 3, 2), (112, 3, 2), (56, 5, 2), (14, 5, 2), (7, 5, 2), (225, 3, 2)]
 pads = {c: F.same_padding(*c) for c in cases}
-for (n, k, s), (lo, hi) in pads.items():
-    print(f"size {n:>3}, kernel {k}, stride {s}: pad (top {lo}, bottom {hi}) -> output {(n + lo + hi - k) // s + 1}")
+lesson.table(["size", "kernel", "stride", "pad top", "pad bottom", "output"],
+             [(n, k, s, lo, hi, (n + lo + hi - k) // s + 1) for (n, k, s), (lo, hi) in pads.items()])
 
 # %% [markdown]
 # With stride 2 on an even size, the padding is (0, 1): nothing on top, one row at the
@@ -86,25 +108,82 @@ for (n, k, s), (lo, hi) in pads.items():
 # the first window.
 
 # %%
+tf_pads = ((0, 1), (0, 1))
 x4 = Tensor([[[[float(4 * r + c + 1)] for c in range(4)] for r in range(4)]])  # (1, 4, 4, 1)
 ones3 = Tensor.ones((3, 3, 1, 1))
 y_tf = F.conv2d(x4, ones3, stride=2, padding="SAME")
 y_sym = F.conv2d(x4, ones3, stride=2, padding=((1, 1), (1, 1)))
 print("TensorFlow SAME:", grid(y_tf), " first window = rows 0-2, cols 0-2: 1+2+3+5+6+7+9+10+11 = 54")
 print("symmetric (1,1):", grid(y_sym), " first window = rows -1..1: 1+2+5+6 = 14")
+four_by_four = [[4 * r + c + 1 for c in range(4)] for r in range(4)]
+lesson.show(conv_windows([
+    dict(title="TensorFlow SAME: pad (0, 1)", values=four_by_four, pad=tf_pads, kernel=3, stride=2,
+         notes=[f"y = {grid(y_tf)}"]),
+    dict(title="PyTorch padding=1: pad (1, 1)", values=four_by_four, pad=((1, 1), (1, 1)), kernel=3, stride=2,
+         notes=[f"y = {grid(y_sym)}"])],
+    "3x3 kernel of ones, stride 2: the four windows of the 2x2 output"), "same_vs_symmetric")
+
+# %% [markdown]
+# The windows tell it: TensorFlow's first window (blue) starts on the image's first pixel
+# and the padding only completes the last windows (green and red, bottom and right);
+# symmetric padding shifts every window up and left by one, so its first window is mostly
+# zeros and the image's last row and column are never the centre of anything.
 
 # %% [markdown]
 # `functional.conv2d` turns 'SAME' into explicit (lo, hi) pairs and calls the `Conv2d`
 # Function; the backend primitive only ever sees explicit padding.
 
 # %%
-print(inspect.getsource(fn.Conv2d))
+print(course.source(fn.Conv2d))
 
 # %% [markdown]
-# ## The gradient with respect to the input is a convolution
+# ## The gradient with respect to the input, derived in one dimension
 #
-# Each input pixel x[i, j] was multiplied by w[a, b] into output y[(i - a + lo) / s, ...]
-# wherever that index is a whole number in range. Collecting those terms gives:
+# The smallest case with everything in it: a row x0..x3, a kernel (w0, w1, w2), stride 2,
+# TensorFlow SAME padding (0, 1), so one zero after x3. Two outputs:
+#
+#     y0 = w0 x0 + w1 x1 + w2 x2
+#     y1 = w0 x2 + w1 x3 + w2 0
+#
+# Each x collects the gradient of every output it took part in, times the weight it met
+# there:
+#
+#     dx0 = w0 dy0
+#     dx1 = w1 dy0
+#     dx2 = w2 dy0 + w0 dy1
+#     dx3 = w1 dy1
+#
+# Now read these right-hand sides as a sliding window. **Dilate** dy by the stride (s - 1
+# zeros between its entries: dy0, 0, dy1), **pad** it with k - 1 - lo = 2 zeros in front
+# and k - 1 - hi = 1 behind (0, 0, dy0, 0, dy1, 0), and slide the **flipped** kernel
+# (w2, w1, w0) over it with stride 1:
+#
+#     window 0: (0,   0,   dy0) . (w2, w1, w0) = w0 dy0          = dx0
+#     window 1: (0,   dy0, 0  ) . (w2, w1, w0) = w1 dy0          = dx1
+#     window 2: (dy0, 0,   dy1) . (w2, w1, w0) = w2 dy0 + w0 dy1 = dx2
+#     window 3: (0,   dy1, 0  ) . (w2, w1, w0) = w1 dy1          = dx3
+#
+# Why each step: the dilation's zeros stand for the positions the stride skipped (no
+# output started at x1 or x3); the flip, because output j met x[j s + a] with weight w[a],
+# so seen from x the weights come in reverse order; the padding, so that the first and last
+# x see every window that reached them. One more case: when the forward's last window
+# stops short of the end (VALID padding, or an odd size), the input rows it never reached
+# get zero gradient, which `skipped` extra zeros at the back provide.
+#
+# The same four equations, with numbers, by the recipe in plain Python:
+
+# %%
+x_1d, w_1d, dy_1d = [1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 5.0], [7.0, 11.0]
+by_chain_rule = [w_1d[0] * dy_1d[0], w_1d[1] * dy_1d[0], w_1d[2] * dy_1d[0] + w_1d[0] * dy_1d[1], w_1d[1] * dy_1d[1]]
+dilated_padded = [0.0, 0.0, dy_1d[0], 0.0, dy_1d[1], 0.0]
+flipped = w_1d[::-1]
+by_recipe = [sum(d * f for d, f in zip(dilated_padded[i:i + 3], flipped)) for i in range(4)]
+print("dx by the chain rule:", by_chain_rule, " by dilate, pad, flip:", by_recipe)
+
+# %% [markdown]
+# ## The same in two dimensions
+#
+# In 2-D the recipe runs on both axes at once:
 #
 # **dx = a stride-1 convolution of the output gradient, dilated by the stride (s - 1
 # zeros inserted between its rows and columns) and padded by (k - 1 - lo, k - 1 - hi +
@@ -112,7 +191,7 @@ print(inspect.getsource(fn.Conv2d))
 # and output channels swapped). `skipped` counts input rows the forward's last window
 # never reached.
 #
-# Let us build it by hand for the 4x4, 3x3, stride-2 example. SAME pads (0, 1); output 2x2.
+# Built by hand for the 4x4, 3x3, stride-2 example. SAME pads (0, 1); output 2x2.
 # - dilate dy = [[1, 2], [3, 4]] to [[1, 0, 2], [0, 0, 0], [3, 0, 4]];
 # - pad: lo' = 3 - 1 - 0 = 2; skipped = (4 + 0 + 1 - 3) - (2 - 1) * 2 = 0, hi' = 3 - 1 - 1 + 0 = 1;
 # - flip the kernel and convolve with stride 1: (3 + 2 + 1) - 3 + 1 = 4 rows. Back to 4x4.
@@ -126,7 +205,6 @@ dy_dilated = Tensor([[[[1.0], [0.0], [2.0]], [[0.0], [0.0], [0.0]], [[3.0], [0.0
 w9_flipped = Tensor(py.from_flat(list(reversed(w9.to_flat())), (3, 3, 1, 1)))       # 1 channel: reverse
 dx_by_hand = F.conv2d(dy_dilated, w9_flipped, stride=1, padding=((2, 1), (2, 1)))
 
-tf_pads = ((0, 1), (0, 1))
 dx_primitive = Tensor(py.conv2d_grad_input(dy.data, w9.data, (1, 4, 4, 1), 2, tf_pads))
 xg = Tensor(x4.data, requires_grad=True)
 (F.conv2d(xg, w9, stride=2) * dy).sum().backward()       # autograd: the Conv2d Function's backward
@@ -139,7 +217,7 @@ print("dx (autograd):  ", grid(xg.grad))
 # PythonBackend._conv2d_grad_input`) is exactly this recipe, for any channels and groups:
 
 # %%
-print(inspect.getsource(PythonBackend._conv2d_grad_input))
+print(course.source(PythonBackend._conv2d_grad_input))
 
 # %% [markdown]
 # ## The gradient with respect to the weight is a correlation
@@ -199,6 +277,26 @@ err = check_projection(lambda x, w: F.conv2d(x, w, stride=2), [xs, ws])
 print(f"finite differences, stride 2: error {err:.1e}")
 
 # %% [markdown]
+# ### Exercise 04.2: the weight gradient of a strided convolution
+#
+# Write `conv_grad_weight(x, dy, k, stride, padding)`: the kernel's gradient, shape
+# (k, k, C_in, C_out), for y = conv2d(x, w, stride, padding), from the formula of the
+# weight-gradient section: dw[a, b, i, o] = sum over images n and outputs (p, q) of
+# xpad[n, p s + a, q s + b, i] * dy[n, p, q, o]. Plain loops over `x.tolist()` and
+# `dy.tolist()` are fine (an index of the padded x maps to p s + a - top in x; outside
+# x it is a zero). The check uses adjointness: <conv(x, w), dy> must equal <w, dw> for
+# random w, on four shapes with strides 1 and 2.
+
+# %%
+# EXERCISE 04.2: your code here
+def conv_grad_weight(x, dy, k, stride, padding):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("04.2", conv_grad_weight)
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -212,4 +310,6 @@ assert grid(dw_by_hand) == dw_primitive.reshape(3, 3).tolist(), "dw = correlatio
 for three in adjoint:
     assert max(three) - min(three) < 1e-9 * max(1.0, abs(three[0])), f"adjointness fails: {three}"
 assert err < 1e-6
+assert by_chain_rule == by_recipe == [14.0, 21.0, 35.0 + 22.0, 33.0], (by_chain_rule, by_recipe)
+lesson.finish()
 print("ok: lesson 04 checks passed")

@@ -16,16 +16,20 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("05")
+ROOT = course.ROOT
+
 
 from backends import get_backend
 from tinyeffnet import Tensor, functional as F
 from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import Conv2d, DepthwiseConv2d
+from tinyeffnet.plotting.charts import bar_chart
 
 # %% [markdown]
 # ## Groups
@@ -36,8 +40,8 @@ from tinyeffnet.nn import Conv2d, DepthwiseConv2d
 # the kernel is (k, k, 1, C).
 
 # %%
-print(inspect.getsource(F.depthwise_conv2d))
-print(inspect.getsource(DepthwiseConv2d))
+print(course.source(F.depthwise_conv2d))
+print(course.source(DepthwiseConv2d, docstring=True))
 
 # %% [markdown]
 # A 2-channel image: channel 0 holds ones, channel 1 zeros. A depthwise 3x3 kernel
@@ -110,6 +114,27 @@ sep_macs, sep_params, sep_shape = macs_and_params(separable, (1, 56, 56, 144))
 print(f"full 5x5 conv:        {full_macs:>12,} MACs {full_params:>8,} weights -> {full_shape}")
 print(f"depthwise + 1x1:      {sep_macs:>12,} MACs {sep_params:>8,} weights -> {sep_shape}")
 print(f"ratio: {sep_macs / full_macs:.4f} (1/40 + 1/25 = {1 / 40 + 1 / 25:.4f})")
+lesson.show(bar_chart([
+    dict(title="multiply-accumulates", labels=["full 5x5 conv", "depthwise + 1x1"], values=[full_macs, sep_macs]),
+    dict(title="weights", labels=["full 5x5 conv", "depthwise + 1x1"], values=[full_params, sep_params],
+         color=(255, 127, 14))], "B0 stage 4, first block: 56x56x144 -> 28x28x40"), "separable_cost")
+
+# %% [markdown]
+# ### Exercise 05.1: the cost of a separable convolution
+#
+# Write `separable_cost(h, w, c_in, c_out, k, stride)` -> (MACs, weights) of a depthwise
+# k x k convolution (SAME padding, the given stride) followed by a 1x1 convolution to
+# c_out channels, on an (h, w, c_in) input, without biases. The check builds the two layers
+# on the meta backend and compares with its counts on four shapes of B0.
+
+# %%
+# EXERCISE 05.1: your code here
+def separable_cost(h, w, c_in, c_out, k, stride):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("05.1", separable_cost)
 
 # %% [markdown]
 # The weights shrink the same way: 5 * 5 * 144 * 40 for the full kernel against
@@ -119,7 +144,7 @@ print(f"ratio: {sep_macs / full_macs:.4f} (1/40 + 1/25 = {1 / 40 + 1 / 25:.4f})"
 # does little arithmetic per byte it reads, so it is limited by memory, not by the
 # multipliers; and some compilers lower it badly. On the CPU, XLA's depthwise backward
 # was slow enough that the JAX backend computes depthwise convs as a sum over the k * k
-# kernel taps instead (lesson 12).
+# kernel taps instead (lesson 13).
 #
 # ## Checks
 
@@ -133,4 +158,5 @@ assert full_params == 5 * 5 * 144 * 40 and sep_params == 5 * 5 * 144 + 144 * 40
 assert abs(sep_macs / full_macs - (1 / 40 + 1 / 25)) < 1e-12
 assert full_shape == sep_shape == (1, 28, 28, 40)
 assert DepthwiseConv2d(144, 5).weight.shape == (5, 5, 1, 144), "depthwise kernel is (k, k, 1, C)"
+lesson.finish()
 print("ok: lesson 05 checks passed")

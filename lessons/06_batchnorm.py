@@ -20,18 +20,22 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("06")
+ROOT = course.ROOT
+
 import math
 
 import tinyeffnet.engine.ops as fn
 from tinyeffnet import Tensor, functional as F
 from tinyeffnet.engine.autograd import topological_order
-from tinyeffnet.engine.gradcheck import check_elementwise, check_projection
+from tinyeffnet.engine.gradcheck import check_elementwise
 from tinyeffnet.nn import BatchNorm2d
+from tinyeffnet.plotting.charts import Series, line_chart
 
 # %% [markdown]
 # ## Train mode
@@ -66,15 +70,21 @@ print("moving var after one step: ", bn.moving_var.tolist(), " (0.99 * 1 + 0.01 
 # (`tinyeffnet/training/config.py`), while the `imagenet` preset keeps the paper's 0.99.
 
 # %%
-bn = BatchNorm2d(2)
-for step in range(50):
-    bn(x)
-fraction = bn.moving_mean.tolist()[0] / 4.5
+progress, layers = {}, {}
+for momentum in (0.99, 0.9):
+    layer = layers[momentum] = BatchNorm2d(2, momentum=momentum)
+    progress[momentum] = [(0, 0.0)]
+    for step in range(1, 201):
+        layer(x)
+        progress[momentum].append((step, layer.moving_mean.tolist()[0] / 4.5))
+fraction, fast_fraction = progress[0.99][50][1], progress[0.9][50][1]
 print(f"after 50 steps the moving mean is {fraction:.1%} of the way there; 1 - 0.99^50 = {1 - 0.99 ** 50:.1%}")
-fast = BatchNorm2d(2, momentum=0.9)
-for step in range(50):
-    fast(x)
-print(f"with momentum 0.9: {fast.moving_mean.tolist()[0] / 4.5:.1%}")
+print(f"with momentum 0.9: {fast_fraction:.1%}")
+lesson.show(line_chart([dict(
+    title="BN moving mean / batch mean, same batch every step", xlabel="training step", ylabel="fraction of the way",
+    integer_x=True, legend="bottom-right", hlines=[(1.0, "the batch statistic")],
+    series=[Series(progress[0.99], "momentum 0.99 (the paper's)"), Series(progress[0.9], "momentum 0.9 (short runs)")])],
+    size=(760, 460)), "bn_moving_mean")
 
 # %% [markdown]
 # ## Eval mode
@@ -83,12 +93,13 @@ print(f"with momentum 0.9: {fast.moving_mean.tolist()[0] / 4.5:.1%}")
 # affine map per channel, y = x * scale + shift with scale = gamma / sqrt(moving_var + eps).
 
 # %%
+bn = layers[0.99]  # after 200 steps
 bn.eval()
 y_eval = bn(x)
 mm, mv = bn.moving_mean.tolist()[0], bn.moving_var.tolist()[0]
 by_hand = (1.0 - mm) / math.sqrt(mv + 1e-3)
 print("eval output [0,0,0,0]:", y_eval.to_flat()[0], " by hand:", by_hand)
-print(inspect.getsource(F.batch_norm_eval))
+print(course.source(F.batch_norm_eval))
 
 # %% [markdown]
 # ## The backward, in closed form
@@ -119,7 +130,25 @@ print(inspect.getsource(F.batch_norm_eval))
 # reuses sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma:
 
 # %%
-print(inspect.getsource(fn.BatchNorm.backward))
+print(course.source(fn.BatchNorm.backward))
+
+# %% [markdown]
+# ### Exercise 06.1: the backward of batch norm
+#
+# Write `bn_backward(x, gamma, dy, eps)` -> (dx, dgamma) for training-mode batch norm of
+# an NHWC Tensor x with Tensor arithmetic (`mean`, `sum` over `axis=(0, 1, 2)` with
+# `keepdims=True`, `*`, `-`, `** -0.5`), not `backward()`: compute mean, invstd and xhat,
+# then dxhat = dy * gamma and the two formulas above. The check compares with autograd
+# through the library's `batch_norm_train` on two shapes.
+
+# %%
+# EXERCISE 06.1: your code here
+def bn_backward(x, gamma, dy, eps):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("06.1", bn_backward)
 
 # %% [markdown]
 # ## Checking it, two ways
@@ -165,9 +194,11 @@ print(f"sum of dx over channel 0: {sum_dx_channel0:.1e}")
 # %%
 assert abs(mean0) < 1e-12 and abs(var0 - 5.25 / 5.251) < 1e-9, (mean0, var0)
 assert abs(fraction - (1 - 0.99 ** 50)) < 1e-9, "moving = 0.99 moving + 0.01 batch, 50 times"
-assert abs(fast.moving_mean.tolist()[0] / 4.5 - (1 - 0.9 ** 50)) < 1e-9
+assert abs(fast_fraction - (1 - 0.9 ** 50)) < 1e-9
+assert all(abs(f - (1 - 0.99 ** n)) < 1e-9 for n, f in progress[0.99]), "the whole curve is 1 - 0.99^n"
 assert abs(y_eval.to_flat()[0] - by_hand) < 1e-12, "eval uses the moving statistics"
 assert err_fd < 1e-6, err_fd
 assert largest < 1e-10, "the closed form equals autograd through the naive chain"
 assert abs(sum_dx_channel0) < 1e-10, "BN's input gradient sums to zero per channel"
+lesson.finish()
 print("ok: lesson 06 checks passed")

@@ -15,9 +15,13 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("07")
+ROOT = course.ROOT
 
 import inspect
 import math
@@ -26,6 +30,7 @@ import backends.python_backend as pb
 import tinyeffnet.engine.ops as fn
 from tinyeffnet import Tensor
 from tinyeffnet.engine.gradcheck import check_elementwise
+from tinyeffnet.plotting.charts import Series, line_chart
 
 # %% [markdown]
 # ## A stable sigmoid
@@ -59,7 +64,26 @@ print("backend sigmoid:", s)
 # Its derivative is s (1 - s), computed from the saved output:
 
 # %%
-print(inspect.getsource(fn.Sigmoid))
+print(course.source(fn.Sigmoid))
+
+# %% [markdown]
+# ### Exercise 07.1: a stable softplus
+#
+# softplus(x) = log(1 + exp(x)) (a smooth ReLU; its derivative is the sigmoid) has the same
+# problem as the textbook sigmoid: exp(1000) overflows. It has a second one: for x = -40,
+# 1 + exp(-40) is exactly 1 in float64, so the naive formula returns 0 instead of
+# 4.2e-18. Write `softplus(x)` for a float x that avoids both: split on the sign of x as
+# the stable sigmoid does (log(1 + e^x) = x + log(1 + e^-x)), and use `math.log1p`. The
+# check compares its slope with the library's sigmoid.
+
+# %%
+# EXERCISE 07.1: your code here
+def softplus(x):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("07.1", softplus)
 
 # %% [markdown]
 # ## Swish and its lean backward
@@ -73,7 +97,7 @@ print(inspect.getsource(fn.Sigmoid))
 # (up to 112 x 112 x 96 values per image) costs memory for the whole forward pass.
 
 # %%
-print(inspect.getsource(fn.Swish))
+print(course.source(fn.Swish))
 
 # %% [markdown]
 # Compare with swish written as the composition `x * x.sigmoid()`: the Sigmoid context
@@ -131,8 +155,49 @@ swish_min = Tensor(x_min).swish().item()
 print(f"minimum of swish at x = {x_min:.6f}, value {swish_min:.6f} (x + 1 = {x_min + 1:.6f})")
 
 # %% [markdown]
-# Unlike ReLU, swish is smooth and lets a little negative signal through, and it is
-# non-monotonic just below zero. Its gradient at 0 is 1/2 (ReLU's jumps from 0 to 1).
+# Side by side with ReLU, values and derivatives (both from autograd, at 241 points):
+
+# %%
+grid_x = Tensor([-6 + 0.05 * i for i in range(241)], requires_grad=True)
+grid_x.swish().sum().backward()
+swish_slopes = grid_x.grad.to_flat()
+grid_r = Tensor(grid_x.data, requires_grad=True)
+grid_r.relu().sum().backward()
+xs = grid_x.to_flat()
+values = {"swish": Tensor(grid_x.data).swish().to_flat(), "ReLU": Tensor(grid_x.data).relu().to_flat()}
+minimum = [(x_min, f"minimum x = {x_min:.3f}")]
+lesson.show(line_chart([
+    dict(title="swish(x) = x sigmoid(x) and ReLU(x)", xlabel="x", legend="top-left", vlines=minimum,
+         series=[Series(list(zip(xs, values["swish"])), "swish"), Series(list(zip(xs, values["ReLU"])), "ReLU")]),
+    dict(title="their derivatives (autograd)", xlabel="x", legend="bottom-right", vlines=minimum,
+         series=[Series(list(zip(xs, swish_slopes)), "swish'"),
+                 Series([(x, g) for x, g in zip(xs, grid_r.grad.to_flat()) if x < 0], "ReLU'", (255, 127, 14)),
+                 Series([(x, g) for x, g in zip(xs, grid_r.grad.to_flat()) if x > 0], None, (255, 127, 14))])],
+    "swish vs ReLU"), "swish_vs_relu")
+decreasing = [x for x, g in zip(xs, swish_slopes) if g < 0]
+print(f"swish decreases for x in [{min(decreasing)}, {max(decreasing):.2f}] of this grid, and everywhere below "
+      f"{x_min:.3f}; its slope never goes below {min(swish_slopes):.4f} and tops out at {max(swish_slopes):.4f}")
+
+# %% [markdown]
+# Unlike ReLU, swish is smooth and lets a little negative signal through. It is not
+# monotonic: it *decreases* for every x below its minimum at -1.278 (its slope is
+# negative there: steepest, -0.0998, near x = -2.4, and tending to 0 from below as x goes
+# to minus infinity) and increases above. Its gradient at 0 is 1/2 where ReLU's jumps from 0 to 1, and for large x it
+# overshoots 1 slightly (about 1.0998 near x = 2.4) before settling to 1.
+#
+# ### Exercise 07.2: swish's derivative, by hand
+#
+# Write `swish_grad(x)`: the derivative of swish at a float x, from the product rule (the
+# formula of the previous section). The check compares with autograd at eight points.
+
+# %%
+# EXERCISE 07.2: your code here
+def swish_grad(x):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("07.2", swish_grad)
 #
 # ## Checks
 
@@ -145,4 +210,8 @@ assert composed == 2, "the composed version keeps x and sigmoid(x)"
 assert err < 1e-6
 assert abs(swish_slope(0.0) - 0.5) < 1e-15
 assert abs(x_min - (-1.278464542761074)) < 1e-9 and abs(swish_min - (x_min + 1)) < 1e-9, (x_min, swish_min)
+assert min(decreasing) == xs[0] and x_min - 0.05 < max(decreasing) < x_min, "decreasing on all of x < -1.278"
+assert all(g > 0 for x, g in zip(xs, swish_slopes) if x > x_min), "increasing above the minimum"
+assert abs(max(swish_slopes) - 1.0998) < 1e-3, max(swish_slopes)
+lesson.finish()
 print("ok: lesson 07 checks passed")

@@ -21,20 +21,23 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("08")
+ROOT = course.ROOT
+
 
 from backends import get_backend
 from tinyeffnet import Tensor
 from tinyeffnet.model.efficientnet import SE_RATIO, block_specs
 from tinyeffnet.engine.gradcheck import check_projection
-from tinyeffnet.nn import Conv2d, DepthwiseConv2d, SqueezeExcite, initialize
+from tinyeffnet.nn import DepthwiseConv2d, SqueezeExcite, initialize
 
 # %%
-print(inspect.getsource(SqueezeExcite))
+print(course.source(SqueezeExcite, docstring=True))
 
 # %% [markdown]
 # The two "fully connected" layers are 1x1 convolutions on a 1x1 map: the same thing,
@@ -58,6 +61,23 @@ for i, spec in enumerate(block_specs("base")[:6]):
 # channels through only 4, because its input has 16 channels. The `max(1, ...)` matters
 # only for very thin networks (width multipliers below 1), where int(3 * 0.25) would be 0.
 #
+# ### Exercise 08.1: count the SE module's parameters
+#
+# Before reading on: write `se_parameters(channels, block_in)`, the trained numbers of an
+# SE module on `channels` channels in a block whose input has `block_in` channels. Look at
+# the source above: two 1x1 convolutions, each with a bias, and the bottleneck r from
+# `block_in`. The check builds MBConv blocks with and without SE and compares.
+
+# %%
+# EXERCISE 08.1: your code here
+def se_parameters(channels, block_in):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("08.1", se_parameters)
+
+# %% [markdown]
 # ## Parameters
 #
 # reduce: C * r weights + r biases; expand: r * C weights + C biases. In all,
@@ -116,13 +136,33 @@ print(f"SE gradient check (input and all 4 parameters): error {err:.1e}")
 # %% [markdown]
 # (`Module.bind` puts given arrays into a module's parameter slots for one call: the same
 # mechanism the JAX training step uses to pass parameters into a compiled function,
-# lesson 12.)
+# lesson 13.)
 #
-# ## Almost free in arithmetic
+# ## Cheap in multiplies, not free
 #
-# SE works on one number per channel, so its MACs are tiny next to the convolutions
-# around it. Block 1 of B0 at 224x224: the depthwise 3x3 conv on 96 channels at 56x56
-# (stride 2 from 112), and the SE module on those 96 channels:
+# Block 1 of B0 at 224x224: the depthwise 3x3 conv on 96 channels at 56x56 (stride 2 from
+# 112), then the SE module on those 96 channels. Count its arithmetic before the meta
+# backend does.
+#
+# ### Exercise 08.2: count the SE module's operations
+#
+# Write `se_operations(h, w, c, r)`: the arithmetic of an SE module on an (h, w, c)
+# feature map with bottleneck r. Three parts: the average pool adds up every value; the
+# two 1x1 convolutions on the pooled (1, 1, c) vector do their MACs; the gates multiply
+# every value. (Leave out biases, swish, sigmoid and the pool's c divisions.)
+
+# %%
+# EXERCISE 08.2: your code here
+def se_operations(h, w, c, r):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("08.2", se_operations)
+
+# %% [markdown]
+# The meta backend counts the multiply-accumulates of convolutions and matrix products
+# only, the usual convention of MAC tables (lesson 10's too):
 
 # %%
 meta = get_backend("meta")
@@ -132,12 +172,23 @@ h = DepthwiseConv2d(96, 3, stride=2, backend="meta")(h)
 dw_macs = meta.macs
 SqueezeExcite(96, 4, backend="meta")(h)
 se_macs = meta.macs - dw_macs
-print(f"depthwise 3x3: {dw_macs:,} MACs; SE: {se_macs:,} MACs ({se_macs / dw_macs:.3%})")
+pool_adds = gate_multiplies = h.size  # one of each per value of the (1, 56, 56, 96) map
+se_operations_total = pool_adds + se_macs + gate_multiplies
+lesson.table(["", "operations", "against the depthwise conv"], [
+    ("depthwise 3x3 conv (MACs)", f"{dw_macs:,}", "100%"),
+    ("SE: two 1x1 convs (MACs)", f"{se_macs:,}", f"{se_macs / dw_macs:.3%}"),
+    ("SE: average pool (adds)", f"{pool_adds:,}", f"{pool_adds / dw_macs:.1%}"),
+    ("SE: gates (multiplies)", f"{gate_multiplies:,}", f"{gate_multiplies / dw_macs:.1%}"),
+    ("SE in all", f"{se_operations_total:,}", f"{se_operations_total / dw_macs:.1%}")])
 
 # %% [markdown]
-# It is not free in *parameters* on the deep, wide blocks (lesson 10: SE accounts for
-# 636,540 of B0's 5.29M weights) nor in memory traffic, which is why the paper asks
-# whether every block needs one.
+# Counted as MACs, SE is 768 operations: 0.028% of the depthwise conv, "free". But the
+# pool and the gates touch every one of the 301,056 values of the feature map, and add
+# 602,112 operations: 22% of the depthwise conv's count, each of them a read of memory
+# (and the gate multiply a write too), which is what costs time on a real device. SE is
+# also not free in *parameters* on the deep, wide blocks (lesson 10: SE accounts for
+# 636,540 of B0's 5.29M weights). Both are why the paper asks whether every block needs
+# one.
 #
 # ## Checks
 
@@ -150,4 +201,7 @@ assert all(0.0 < g < 1.0 for g in first.values()), "sigmoid gates lie in (0, 1)"
 assert len({round(g, 12) for g in first.values()}) > 100, "gates differ between channels and images"
 assert err < 1e-6
 assert se_macs == 2 * 96 * 4 == 768 and dw_macs == 56 * 56 * 96 * 9, (se_macs, dw_macs)
+assert pool_adds + gate_multiplies == 602_112 and se_operations_total == 602_880
+assert 0.2 < se_operations_total / dw_macs < 0.25, "SE's elementwise work is about a fifth of the depthwise conv's"
+lesson.finish()
 print("ok: lesson 08 checks passed")

@@ -22,20 +22,24 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("09")
+ROOT = course.ROOT
+
 
 from backends import get_backend
 from tinyeffnet import Tensor, functional as F
 from tinyeffnet.model.efficientnet import BlockSpec, MBConv, block_specs
 from tinyeffnet.engine.gradcheck import check_projection
-from tinyeffnet.nn import initialize
+from tinyeffnet.nn import BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, SqueezeExcite, initialize
+from tinyeffnet.plotting.diagrams import block_columns
 
 # %%
-print(inspect.getsource(MBConv))
+print(course.source(MBConv, docstring=True, cut=[("def __init__", "self.drop_connect = DropConnect")]))
 
 # %% [markdown]
 # ## Fig. 1a, 1b and 1c side by side
@@ -51,11 +55,7 @@ for position, title in figures.items():
     spec = BlockSpec(stage=3, in_channels=24, out_channels=24, expand_ratio=6, kernel=3, stride=1,
                      se_position=position, drop_rate=0.0)
     blocks[position] = MBConv(spec, backend="meta")
-    print(f"--- {title}: {blocks[position].num_parameters():,} parameters")
-    for name, module in blocks[position].named_modules():
-        if name and "." not in name:
-            shapes = ", ".join(str(p.shape) for p in module.parameters()[:1])
-            print(f"    {name:<15} {type(module).__name__:<16} {shapes}")
+    print(f"{title}: {blocks[position].num_parameters():,} parameters, sub-modules {', '.join(blocks[position]._modules)}")
 
 # %% [markdown]
 # The three counts differ only by the SE module: 2 C r + r + C with C = 144 or 24.
@@ -64,6 +64,54 @@ for position, title in figures.items():
 params = {p: b.num_parameters() for p, b in blocks.items()}
 se_dw, se_end = params["dw"] - params[None], params["end"] - params[None]
 print(f"SE on 144 channels: {se_dw} = 2*144*6 + 6 + 144;  SE on 24 channels: {se_end} = 2*24*6 + 6 + 24")
+
+# %% [markdown]
+# The paper's Fig. 1, drawn from these three blocks: each box is one of the block's
+# sub-modules, in the order `MBConv.__init__` registers them, which is the order `forward`
+# runs them (so the picture cannot drift from the code).
+
+# %%
+def layer_boxes(block):
+    """(label, kind) of each sub-module of a block, in order, for the drawing."""
+    boxes = [(f"input: {block.spec.in_channels} channels", "io")]
+    for name, module in block._modules.items():
+        if isinstance(module, DepthwiseConv2d):
+            boxes.append((f"{module.kernel_size}x{module.kernel_size} depthwise conv, {module.in_channels} ch", "dw"))
+        elif isinstance(module, Conv2d):
+            boxes.append((f"1x1 conv {module.in_channels} -> {module.out_channels}", "conv"))
+        elif isinstance(module, BatchNorm2d):
+            boxes.append(("BN" if name == "bn2" else "BN, swish", "bn"))
+        elif isinstance(module, SqueezeExcite):
+            boxes.append((f"SE on {module.channels} ch, r = {module.reduced}", "se"))
+        elif isinstance(module, DropConnect):
+            boxes.append(("drop-connect", "act"))
+    return boxes + [("+", "add")] if block.spec.has_skip else boxes
+
+
+lesson.show(block_columns([dict(title=title, layers=layer_boxes(blocks[position]), skip=blocks[position].spec.has_skip)
+                           for position, title in figures.items()],
+                          "The paper's Fig. 1: MBConv without SE, SE after the depthwise conv, SE at the end",
+                          box=(230, 30)), "fig1_blocks")
+
+# %% [markdown]
+# ### Exercise 09.1: an MBConv block's parameters
+#
+# Write `mbconv_parameters(spec)`: the trained numbers of an MBConv block from its
+# `BlockSpec` alone: the expand 1x1 conv and its BN (only when expand_ratio != 1), the
+# depthwise k x k conv (one k x k filter per channel) and its BN, the SE module where
+# `spec.se_position` puts it (lesson 08: on in * expand channels at "dw", on out channels
+# at "end", r from in), the projection 1x1 conv and its BN. BN trains 2 numbers per
+# channel; the convolutions have no bias. The check compares with every block of B0 at
+# every SE position.
+
+# %%
+# EXERCISE 09.1: your code here
+def mbconv_parameters(spec):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("09.1", mbconv_parameters)
 
 # %% [markdown]
 # And they compute different things in a different order. Following the shapes through
@@ -85,9 +133,9 @@ for position, block in blocks.items():
 
 # %%
 specs = block_specs("base")
-for i, s in enumerate(specs):
-    print(f"block {i:>2} stage {s.stage}: {s.in_channels:>3} -> {s.out_channels:>3}, stride {s.stride}, "
-          f"skip {'yes' if s.has_skip else 'no ':<3}  drop-connect rate {s.drop_rate:.4f}")
+lesson.table(["block", "stage", "channels", "stride", "skip", "drop-connect rate"],
+             [(i, s.stage, f"{s.in_channels} -> {s.out_channels}", s.stride, "yes" if s.has_skip else "no",
+               f"{s.drop_rate:.4f}") for i, s in enumerate(specs)])
 noskip = [i for i, s in enumerate(specs) if not s.has_skip]
 print("no skip:", noskip)
 
@@ -107,7 +155,7 @@ print("no skip:", noskip)
 # 0 or all 2.
 
 # %%
-print(inspect.getsource(F.drop_connect))
+print(course.source(F.drop_connect))
 branch = Tensor.ones((8, 2, 2, 3))
 dropped = F.drop_connect(branch, 0.5, key=get_backend("python").key(7))
 per_image = [sorted(set(dropped.to_flat()[i * 12:(i + 1) * 12])) for i in range(8)]
@@ -157,4 +205,8 @@ assert abs(sum(means) / len(means) - 1.0) < 0.08, "the expected output is unchan
 no_skip_block = MBConv(BlockSpec(3, 16, 24, 6, 3, 2, "dw", 0.1), backend="meta")
 assert "drop_connect" not in no_skip_block._modules, "no skip: no drop-connect"
 assert err < 1e-6
+assert [kind for _, kind in layer_boxes(blocks["end"])] == ["io", "conv", "bn", "dw", "bn", "conv", "bn", "se", "act",
+                                                             "add"], "Fig. 1c: SE after the projection's BN"
+assert [kind for _, kind in layer_boxes(blocks["dw"])].index("se") == 5, "Fig. 1b: SE right after the depthwise BN"
+lesson.finish()
 print("ok: lesson 09 checks passed")

@@ -14,17 +14,21 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("10")
+ROOT = course.ROOT
+
 import math
 
 from tinyeffnet.model.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, VARIANTS, EfficientNet, block_specs,
                                      build_model, round_filters, round_repeats)
 from tinyeffnet.nn import init as initializers
-from tinyeffnet.model.stages import format_table, summarize
+from tinyeffnet.model.stages import summarize
+from tinyeffnet.plotting.charts import bar_chart
 
 # %% [markdown]
 # ## Table I, measured
@@ -35,7 +39,16 @@ from tinyeffnet.model.stages import format_table, summarize
 
 # %%
 base = summarize("base")
-print(format_table(base))
+lesson.table(["stage", "operator", "input resolution", "channels", "blocks", "parameters", "MACs"],
+             [(r["stage"], r["operator"], "x".join(map(str, r["resolution"])), r["channels"], r["blocks"],
+               f"{r['params']:,}", f"{r['macs']:,}") for r in base["stages"]])
+print(f"total: {base['params']:,} parameters, {base['macs']:,} MACs ({base['macs'] / 1e9:.3f} G)")
+stage_names = [f"{r['stage']}: {r['operator']}" for r in base["stages"]]
+lesson.show(bar_chart([
+    dict(title="parameters per stage", labels=stage_names, values=[r["params"] for r in base["stages"]]),
+    dict(title="multiply-accumulates per stage", labels=stage_names, values=[r["macs"] for r in base["stages"]],
+         color=(255, 127, 14))], "EfficientNet-B0 at 224x224 (Table I), measured on the meta backend"),
+    "table1_stages")
 
 # %% [markdown]
 # Compare with the paper's Table I: the resolution column is each stage's *input*
@@ -52,18 +65,17 @@ print(format_table(base))
 #
 # A variant says where SE sits in which blocks (lesson 09): `seend@X` moves it after the
 # projection, `nose@X` removes it, for X = the blocks without a skip (`noskip`), with one
-# (`hasskip`) or `all`.
+# (`hasskip`) or `all`. `block_specs` gives each block its SE position; the part that
+# reads the variant:
 
 # %%
-print(inspect.getsource(block_specs))
+print(course.source(block_specs, cut=[("variant, model = canonical_variant", "depth = SCALING"),
+                                      ("raw = []", "cin = cout")]))
 
 # %%
-counts = {}
-for variant in VARIANTS:
-    net = EfficientNet(variant, backend="meta")
-    counts[variant] = net.num_parameters()
-    paper_m = PAPER_TABLE2[variant][0]
-    print(f"{variant:<14} {counts[variant]:>10,}  paper {paper_m}M  ({PAPER_TABLE2[variant][3]})")
+counts = {variant: EfficientNet(variant, backend="meta").num_parameters() for variant in VARIANTS}
+lesson.table(["variant", "parameters (ours, exact)", "paper", "block"],
+             [(v, f"{n:,}", f"{PAPER_TABLE2[v][0]}M", PAPER_TABLE2[v][3]) for v, n in counts.items()])
 
 # %% [markdown]
 # ## Recomputing them by hand
@@ -72,7 +84,7 @@ for variant in VARIANTS:
 # r costs 2 C r + r + C (lesson 08), with r = max(1, int(C_in * 0.25)) from the block's
 # input channels; C is the expanded width in * e at "dw" and the output width at "end".
 # So each variant's count is the base count minus, for each changed block, the SE it had
-# plus the SE it gets. From the block list alone:
+# plus the SE it gets. The noSE variants only take away; from the block list alone:
 
 # %%
 def se_params(channels, block_in):
@@ -80,20 +92,36 @@ def se_params(channels, block_in):
     return 2 * channels * r + r + channels
 
 
-def variant_count(variant, base_count):
+def nose_count(variant, base_count):
     total = base_count
-    for spec_base, spec in zip(block_specs("base"), block_specs(variant)):
-        if spec.se_position != "dw":
-            total -= se_params(spec_base.in_channels * spec_base.expand_ratio, spec_base.in_channels)
-            if spec.se_position == "end":
-                total += se_params(spec.out_channels, spec.in_channels)
+    for spec in block_specs(variant):
+        if spec.se_position is None:  # the SE this block had after its depthwise conv is gone
+            total -= se_params(spec.in_channels * spec.expand_ratio, spec.in_channels)
     return total
 
 
-by_hand = {v: variant_count(v, counts["base"]) for v in VARIANTS}
+by_hand = {v: nose_count(v, counts["base"]) for v in ("nose@noskip", "nose@hasskip", "nose@all")}
 print("by hand:", by_hand)
 se_total = counts["base"] - counts["nose@all"]
 print(f"all 16 SE modules of B0 together: {se_total:,} parameters ({se_total / counts['base']:.1%})")
+
+# %% [markdown]
+# ### Exercise 10.1: the SEend counts by hand
+#
+# Write `seend_parameters(variant, base_count)` for the three seend@X variants: for each
+# block whose SE moves to the end (`block_specs(variant)` says "end"), take away the SE it
+# had on in * expand channels and add one on its out channels. Mind which channel count
+# the bottleneck r comes from. Start with seend@hasskip (4,906,788); the check tries all
+# three.
+
+# %%
+# EXERCISE 10.1: your code here
+def seend_parameters(variant, base_count):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("10.1", seend_parameters)
 
 # %% [markdown]
 # And the base count itself, from Table I's stage list (B0_STAGES) and nothing else:
@@ -128,7 +156,7 @@ print(f"B0 from Table I: {total:,} trainable, {2 * bn_channels:,} BN moving stat
 # scheme. Biases start at 0, BN gamma at 1 and beta at 0.
 
 # %%
-print(inspect.getsource(initializers.conv_kernel))
+print(course.source(initializers.conv_kernel))
 tiny = build_model("base", num_classes=10, width=0.25, depth=0.1, seed=0)   # pure Python, 127k weights
 stem = tiny.stem_conv
 fan_in, fan_out = stem.fans
@@ -138,13 +166,30 @@ print(f"stem {stem.weight.shape}: fans {fan_in}, {fan_out}; limit {limit:.4f}; "
       f"drawn in [{min(values):.4f}, {max(values):.4f}]")
 
 # %% [markdown]
+# ### Exercise 10.2: the Xavier bound
+#
+# Write `xavier_limit(kernel, c_in, c_out, depthwise)`: the bound sqrt(6 / (fan_in +
+# fan_out)) of a k x k convolution's initial weights, with TensorFlow's fans as described
+# above (mind the depthwise case). The check compares with the fans the library's layers
+# report.
+
+# %%
+# EXERCISE 10.2: your code here
+def xavier_limit(kernel, c_in, c_out, depthwise):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("10.2", xavier_limit)
+
+# %% [markdown]
 # ## Compound scaling: B1 to B7
 #
 # The EfficientNet family scales width (channels, rounded to multiples of 8), depth
 # (repeats, rounded up) and resolution together. The same builder makes them all:
 
 # %%
-print(inspect.getsource(round_filters))
+print(course.source(round_filters))
 scaled = {}
 for model in ("b1", "b4", "b7"):
     s = summarize("base", model)
@@ -158,7 +203,7 @@ for model in ("b1", "b4", "b7"):
 expected = {"base": 5_288_548, "seend@noskip": 5_159_764, "seend@hasskip": 4_906_788, "seend@all": 4_778_004,
             "nose@noskip": 5_110_376, "nose@hasskip": 4_830_180, "nose@all": 4_652_008}
 assert counts == expected, f"Table II parameter counts: {counts}"
-assert by_hand == expected, f"hand recomputation: {by_hand}"
+assert by_hand == {v: expected[v] for v in by_hand}, f"hand recomputation: {by_hand}"
 assert total == 5_288_548 and 2 * bn_channels == 42_016 == base["buffers"], (total, bn_channels)
 for variant, n in counts.items():
     assert round(n / 1e6, 2) == PAPER_TABLE2[variant][0], f"{variant}: {n} does not round to the paper's number"
@@ -171,4 +216,5 @@ assert se_total == 636_540
 assert (fan_in, fan_out) == (27, 9 * 8) and -limit <= min(values) and max(values) <= limit
 assert scaled == {"b1": 7_794_184, "b4": 19_341_616, "b7": 66_347_960}, scaled
 assert round_repeats(3, 3.1) == 10 and round_filters(32, 2.0) == 64 and round_filters(1280, 1.4) == 1792
+lesson.finish()
 print("ok: lesson 10 checks passed")

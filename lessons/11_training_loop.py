@@ -17,11 +17,14 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
 
-import inspect
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("11")
+ROOT = course.ROOT
+
 import math
 import time
 
@@ -37,6 +40,9 @@ from tinyeffnet.training.metrics import topk_correct
 from tinyeffnet.training.optimizer import NesterovSGD, apply_updates, decay_mask
 from tinyeffnet.training.runtime import make_runtime
 from tinyeffnet.training.schedule import learning_rate, scaled_peak_lr
+
+from tinyeffnet.plotting.charts import Series, line_chart
+from tinyeffnet.plotting.images import image_grid
 
 py = get_backend("python")
 
@@ -67,7 +73,7 @@ print(f"cross-entropy: library {loss.item():.10f}, by hand {by_hand:.10f}")
 # Function keeps only the log-probabilities and the target:
 
 # %%
-print(inspect.getsource(fn.SoftmaxCrossEntropy))
+print(course.source(fn.SoftmaxCrossEntropy))
 loss.backward()
 softmax = [math.exp(z - log_z) for z in (2.0, 1.0, 0.0)]
 print("gradient:", [round(g, 6) for g in logits.grad.to_flat()],
@@ -77,9 +83,27 @@ err = check_elementwise(lambda z: F.cross_entropy(z, [0, 3, 1, 4], label_smoothi
 print(f"finite differences: worst error {err:.1e}")
 
 # %% [markdown]
-# A consequence worth remembering: with smoothing the loss cannot reach 0. Its minimum is
-# the entropy of the target itself. For 10 classes and s = 0.1 the target is 0.91 on the
-# label and 0.01 elsewhere:
+# A consequence worth remembering: with smoothing the loss cannot reach 0. Cross-entropy
+# is smallest when the softmax equals the target, and its minimum is then the entropy of
+# the target itself.
+#
+# ### Exercise 11.1: the floor of the loss
+#
+# Write `smoothing_floor(num_classes, smoothing)`: that minimum, the entropy
+# -sum_k t_k log t_k of the smoothed target. The check feeds the library's loss the
+# logits log(t), where it reaches its minimum.
+
+# %%
+# EXERCISE 11.1: your code here
+def smoothing_floor(num_classes, smoothing):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("11.1", smoothing_floor)
+
+# %% [markdown]
+# For 10 classes and s = 0.1 the target is 0.91 on the label and 0.01 elsewhere:
 
 # %%
 floor = -(0.91 * math.log(0.91) + 9 * 0.01 * math.log(0.01))
@@ -113,7 +137,7 @@ print("top-1:", py.to_flat(correct[1]), " top-2:", py.to_flat(correct[2]))
 # step's learning rate, which the schedule feeds in as a number.
 
 # %%
-print(inspect.getsource(NesterovSGD.update))
+print(course.source(NesterovSGD.update))
 params = {"conv.weight": py.from_flat([1.0], (1,)), "bn.gamma": py.from_flat([1.0], (1,))}
 grads = {"conv.weight": py.from_flat([0.5], (1,)), "bn.gamma": py.from_flat([0.5], (1,))}
 sgd = NesterovSGD(py, list(params), momentum=0.9, weight_decay=1e-4)
@@ -124,7 +148,23 @@ print("decay mask:", decay_mask(params))
 print("after one step:", {n: py.to_flat(p)[0] for n, p in new_params.items()})
 
 # %% [markdown]
-# (Lesson 12 checks that the JAX step's optax chain makes exactly the same update.)
+# (Lesson 13 checks that the JAX step's optax chain makes exactly the same update.)
+#
+# ### Exercise 11.2: one Nesterov step
+#
+# Write `nesterov_step(param, grad, velocity, lr, momentum, weight_decay)` ->
+# (new_param, new_velocity) for one float parameter that gets weight decay, from the three
+# lines above. The check runs `NesterovSGD` for three steps with three settings and
+# compares every step.
+
+# %%
+# EXERCISE 11.2: your code here
+def nesterov_step(param, grad, velocity, lr, momentum, weight_decay):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("11.2", nesterov_step)
 #
 # ## 3. The learning-rate schedule, and the paper's 300-vs-350 ambiguity
 #
@@ -138,13 +178,17 @@ print("after one step:", {n: py.to_flat(p)[0] for n, p in new_params.items()})
 # linearly (0.4 * batch / 2048).
 
 # %%
-print(inspect.getsource(learning_rate))
-print(f"{'epoch':>6}  {'T = 350':>8}  {'T = 300':>8}")
-table = {}
-for epoch in (0, 1, 2.5, 5, 100, 175, 250, 300, 325, 350):
-    table[epoch] = (learning_rate(epoch, 0.4, 5, 350), learning_rate(epoch, 0.4, 5, 300))
-    print(f"{epoch:>6}  {table[epoch][0]:>8.5f}  {table[epoch][1]:>8.5f}")
+print(course.source(learning_rate))
+table = {epoch: (learning_rate(epoch, 0.4, 5, 350), learning_rate(epoch, 0.4, 5, 300))
+         for epoch in (0, 1, 2.5, 5, 100, 175, 250, 300, 325, 350)}
+lesson.table(["epoch", "lr, T = 350", "lr, T = 300"], [(e, f"{a:.5f}", f"{b:.5f}") for e, (a, b) in table.items()])
 print("peak for batch 256:", scaled_peak_lr(0.4, 256))
+epochs = [e / 4 for e in range(0, 4 * 350 + 1)]
+lesson.show(line_chart([dict(
+    title="warmup 5 epochs to 0.4, then cosine", xlabel="epoch", ylabel="learning rate", integer_x=True,
+    series=[Series([(e, learning_rate(e, 0.4, 5, 350)) for e in epochs], "cosine over the whole run (T = 350)"),
+            Series([(e, learning_rate(e, 0.4, 5, 300)) for e in epochs], "the paper read literally (T = 300)",
+                   style="dashed")])], size=(760, 460)), "lr_schedules")
 
 # %% [markdown]
 # Note t counts from the start of training, so just after warmup the cosine is already at
@@ -183,6 +227,16 @@ print("batch:", loader.batch_shape, "labels", list(batch.labels), "valid", batch
                                                               loader.normalization.floats(batch.images[:3])])
 
 # %% [markdown]
+# What the network sees, at the native 28x28 (the first 24 images of an epoch, before the
+# model's normalisation; the batch above is the same data at 16x16):
+
+# %%
+view = Loader(open_dataset("default", "train", image_size=28, augment="none"), batch_size=24, seed=0)
+view_batch = next(view.batches(epoch=0))
+lesson.show(image_grid(view_batch.images, view.batch_shape, [dataset.class_names[i] for i in view_batch.labels],
+                       columns=8, scale=3, title="Fashion-MNIST, the embedded training data"), "fashion_mnist")
+
+# %% [markdown]
 # The first pixels, 0, are background; normalised they are -0.81 = (0 / 255 - 0.286) / 0.353
 # with Fashion-MNIST's pixel mean and standard deviation (`data_tools/pixels.py`,
 # `data_tools/fashion_mnist.py`). Training images are also **augmented**, differently
@@ -198,12 +252,12 @@ print("batch:", loader.batch_shape, "labels", list(batch.labels), "valid", batch
 # One training step (`tinyeffnet/training/step.py: gradients`) binds the parameters into the
 # model (`Module.bind`, lesson 08), runs the forward in training mode, the loss, and OUR
 # backward; `make_train_step` adds the optimizer's update. The same function is the JAX
-# step too (lesson 12): the runtime compiles it there and runs it as it is here. The state
+# step too (lesson 13): the runtime compiles it there and runs it as it is here. The state
 # is a plain dict: params, buffers (BN moving statistics), optimizer state.
 
 # %%
-print(inspect.getsource(steps.gradients))
-print(inspect.getsource(steps.make_train_step))
+print(course.source(steps.gradients))
+print(course.source(steps.make_train_step))
 
 # %% [markdown]
 # ## Real steps, in pure Python
@@ -230,6 +284,11 @@ for step in range(10):
     losses.append(values["loss"])
     print(f"step {step}: loss {values['loss']:.4f}  top-1 {values['top1']:.3f}")
 print(f"{(time.time() - start) / 10:.2f} s per step")
+lesson.show(line_chart([dict(
+    title="ten steps on the same 8 images, pure Python", xlabel="step", ylabel="training loss", integer_x=True,
+    hlines=[(floor, f"label-smoothing floor {floor:.3f}")],
+    series=[Series(list(enumerate(losses)), "loss"), Series(list(enumerate(losses)), None, (31, 119, 180), "markers")])],
+    size=(640, 420)), "loss_curve")
 
 # %% [markdown]
 # That is the whole trainer in miniature. `tinyeffnet/training/loop.py: train` adds the
@@ -261,4 +320,5 @@ assert len(dataset) == 20_000 and dataset.num_classes == 10 and len(batch.images
 assert batch.images[0] == 0 and abs(py.to_flat(images)[0] - (0.0 - 0.2860) / 0.3530) < 1e-12, "background"
 assert sum(losses[-3:]) / 3 < 0.6 * losses[0], f"the loss should fall on repeated images: {losses}"
 assert min(losses) > floor, "never below the label-smoothing floor"
+lesson.finish()
 print("ok: lesson 11 checks passed")

@@ -1,6 +1,7 @@
 """The EfficientNet family: exact parameter counts (the paper's Table II rounds them to
 0.01M), MACs, variant names, state dicts, the summary CLI."""
 import json
+import os
 import subprocess
 import sys
 
@@ -106,3 +107,57 @@ def test_summary_cli_bad_variant_is_one_line():
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "unknown variant 'foo'" in out.stderr.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- variants of your own
+@pytest.mark.parametrize("name,want", [
+    ("nose@stage2-7", "nose@stage2-7"), ("noSE@Stage2-7", "nose@stage2-7"), ("SEend@stage8", "seend@stage8"),
+    ("seend@stage8-8", "seend@stage8"), ("EfficientNet-B0-seend@stage3-4", "seend@stage3-4"),
+])
+def test_stage_variant_names(name, want):
+    assert canonical_variant(name) == want
+
+
+@pytest.mark.parametrize("name", ["nose@stage1", "nose@stage9", "seend@stage5-3", "se@stage3", "nose@stage",
+                                  "nose@stage2-", "nose@stages2-3"])
+def test_bad_stage_variants_are_refused(name):
+    with pytest.raises(ValueError, match=r"unknown variant .*seend@stage8, nose@stage2-7"):
+        canonical_variant(name)
+
+
+def test_stage_variants_change_exactly_their_stages():
+    base = block_specs("base")
+    only_last = block_specs("nose@stage2-7")
+    assert [s.se_position for s in only_last] == [None] * 15 + ["dw"], "SE only in the last stage"
+    moved = block_specs("seend@stage5")
+    assert [i for i, (a, b) in enumerate(zip(base, moved)) if a != b] == [5, 6, 7]
+    assert all(s.se_position == "end" for s in moved if s.stage == 5)
+    assert [s.se_position for s in block_specs("nose@stage2-8")] == [s.se_position for s in block_specs("nose@all")]
+
+
+def test_stage_variant_parameter_counts():
+    assert build_model("nose@stage2-8", backend="meta").num_parameters() == VARIANT_PARAMS["nose@all"]
+    assert build_model("nose@stage2-7", backend="meta").num_parameters() == 4_763_800
+    assert build_model("seend@stage8", backend="meta").num_parameters() == 5_207_844
+    tiny = build_model("nose@stage2-7", num_classes=10, width=0.25, depth=0.1, backend="meta")
+    assert tiny.variant == "nose@stage2-7" and len(tiny.specs) == 7
+
+
+def test_stage_variants_everywhere_a_variant_name_is_taken(capsys, tmp_path):
+    from tinyeffnet.experiments.ablation import parse_variants, recipe
+    from tinyeffnet.experiments.table2 import build_table, markdown_table, write_report
+    from tinyeffnet.training.config import TrainConfig
+    assert parse_variants("noSE@stage2-7,base,seend@all") == ["base", "seend@all", "nose@stage2-7"]
+    assert TrainConfig(variant="SEend@stage8").resolved().check().variant
+    assert summary_main(["--variant", "nose@stage2-7"]) == 0
+    assert "SE changed in blocks" in capsys.readouterr().out
+    runs = {v: [dict(seed=0, top1=0.5, top5=0.9)] for v in ("base", "nose@stage2-7")}
+    flags = recipe(TrainConfig(backend="python").resolved())
+    table = build_table(runs, ["base", "nose@stage2-7"], flags, 10, width=0.25, depth=0.1)
+    row = table["variants"]["nose@stage2-7"]
+    assert row["paper"] is None and row["block_arch"] == "Fig. 1a+1b" and row["delta_top1"] == 0.0
+    assert "EfficientNet-B0-noSE@stage2-7 | Fig. 1a+1b" in markdown_table(table)
+    assert all(os.path.isfile(p) for p in write_report(table, tmp_path).values())
+    only_mine = build_table({"nose@stage2-7": runs["nose@stage2-7"]}, ["nose@stage2-7"], flags, 10)
+    (tmp_path / "mine").mkdir()
+    assert os.path.isfile(write_report(only_mine, tmp_path / "mine")["png"]), "a chart with no paper variant"

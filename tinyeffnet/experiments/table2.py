@@ -13,7 +13,7 @@ import os
 import statistics
 
 from .._files import atomic_write, write_json
-from ..model import PAPER_TABLE2, VARIANTS, build_model
+from ..model import PAPER_TABLE2, VARIANTS, block_specs, build_model
 from ..plotting.canvas import (AXIS, BLUE, GREEN, GRID, MUTED, ORANGE, PURPLE, RED, TEXT, Panel, format_tick,
                                new_figure, nice_ticks, padded_range, save_png)
 
@@ -22,6 +22,7 @@ SPREAD_FACTOR = 2.0  # a difference "exceeds the spread" when |delta| > 2 x comb
 CHART_SIZE = (1200, 620)
 _COLORS = {"base": BLUE, "seend@noskip": (255, 187, 120), "seend@hasskip": ORANGE, "seend@all": RED,
            "nose@noskip": (152, 223, 138), "nose@hasskip": GREEN, "nose@all": PURPLE}
+_OWN_COLORS = ((23, 190, 207), (227, 119, 194), (140, 86, 75), (188, 189, 34))  # variants not in the paper
 
 
 def model_name(variant, model="b0"):
@@ -31,6 +32,12 @@ def model_name(variant, model="b0"):
         return head
     kind, where = variant.split("@")
     return f"{head}-{'SEend' if kind == 'seend' else 'noSE'}@{where}"
+
+
+def block_figures(variant):
+    """Which of the paper's Fig. 1 blocks a variant uses: 'Fig. 1b', 'Fig. 1a+1b', ..."""
+    letters = {"dw": "b", "end": "c", None: "a"}
+    return "Fig. " + "+".join(f"1{c}" for c in sorted({letters[s.se_position] for s in block_specs(variant)}))
 
 
 def parameter_counts(variant, model="b0", num_classes=1000, width=None, depth=None):
@@ -59,12 +66,12 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
     for v in variants:
         rs = sorted(runs.get(v, []), key=lambda r: r["seed"])
         top1, top5 = [r["top1"] for r in rs], [r["top5"] for r in rs]
-        paper = PAPER_TABLE2[v]
+        paper = PAPER_TABLE2.get(v)  # None for a variant of your own
         peaks = [r.get("peak_bytes_in_use") for r in rs]
         rss = [r.get("host_peak_rss_bytes") for r in rs]
         speeds = [r.get("images_per_s") for r in rs]
         per_variant[v] = dict(
-            model_name=model_name(v, model), block_arch=paper[3],
+            model_name=model_name(v, model), block_arch=paper[3] if paper else block_figures(v),
             params=parameter_counts(v, model, num_classes, width, depth) if num_classes else None,
             params_1000_classes=parameter_counts(v, model, 1000, width, depth),
             seeds=[r["seed"] for r in rs], top1=top1, top5=top5,
@@ -74,9 +81,9 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
             seconds=[r.get("seconds") for r in rs],
             peak_bytes_in_use=peaks if any(p is not None for p in peaks) else None,
             host_peak_rss_bytes=rss if any(p is not None for p in rss) else None,
-            paper=dict(params_m=paper[0], top1=paper[1], top5=paper[2],
-                       delta_top1=round(paper[1] - PAPER_TABLE2[BASE][1], 2),
-                       delta_top5=round(paper[2] - PAPER_TABLE2[BASE][2], 2)))
+            paper=paper and dict(params_m=paper[0], top1=paper[1], top5=paper[2],
+                                 delta_top1=round(paper[1] - PAPER_TABLE2[BASE][1], 2),
+                                 delta_top5=round(paper[2] - PAPER_TABLE2[BASE][2], 2)))
     base = per_variant.get(BASE)
     for v, row in per_variant.items():
         row.update(delta_top1=None, delta_top5=None, delta_top1_combined_std=None, delta_top1_exceeds_spread=None)
@@ -129,6 +136,10 @@ def _recipe_line(table):
             f"seeds {', '.join(map(str, table['seeds'])) or 'none'} (the same for every variant)")
 
 
+def _paper(x, spec):
+    return "n/a" if x is None else format(x, spec)
+
+
 def markdown_table(table):
     """The comparison table alone (printed at the end of a run)."""
     multi = len(table["seeds"]) > 1
@@ -136,7 +147,7 @@ def markdown_table(table):
             "| Paper #Params (ours at 1000 classes) | Paper Top-1 | Paper Δ Top-1 | Paper Top-5 |")
     lines = [head, "|" + "---|" * 2 + "---:|" * 9]
     for v, row in table["variants"].items():
-        p = row["paper"]
+        p = row["paper"] or dict(params_m=None, top1=None, top5=None, delta_top1=None)
         params = "n/a" if row["params"] is None else f"{row['params']:,}"
         is_base = v == BASE
         lines.append(
@@ -145,8 +156,9 @@ def markdown_table(table):
             f"| {_pct(row['top5_mean'], row['top5_std'] if multi else None)} "
             f"| {'—' if is_base else _signed(row['delta_top1'])} "
             f"| {'—' if is_base else _signed(row['delta_top5'])} "
-            f"| {p['params_m']:.2f}M ({row['params_1000_classes']:,}) | {p['top1']:.1f} "
-            f"| {'—' if is_base else format(p['delta_top1'], '+.1f')} | {p['top5']:.1f} |")
+            f"| {_paper(p['params_m'], '.2f')}{'M' if p['params_m'] else ''} ({row['params_1000_classes']:,}) "
+            f"| {_paper(p['top1'], '.1f')} "
+            f"| {'—' if is_base else _paper(p['delta_top1'], '+.1f')} | {_paper(p['top5'], '.1f')} |")
     return "\n".join(lines)
 
 
@@ -282,6 +294,11 @@ def _overlap(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _color(variant, variants):
+    own = [v for v in variants if v not in _COLORS]
+    return _COLORS.get(variant) or _OWN_COLORS[own.index(variant) % len(_OWN_COLORS)]
+
+
 def _darker(color):
     return tuple(int(c * 0.7) for c in color)
 
@@ -306,20 +323,23 @@ def plot_table(table, path):
             ours.hline(100 * rows[BASE]["top1_mean"], MUTED, "base")
         for v, x, y, err in pts:
             if err:
-                ours.error_bar(x, y, err, _COLORS[v])
-            ours.markers([(x, y)], _COLORS[v], r=6)
-        ours.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y, _ in pts], [e for *_, e in pts])
+                ours.error_bar(x, y, err, _color(v, rows))
+            ours.markers([(x, y)], _color(v, rows), r=6)
+        ours.labels([(x, y, v, _darker(_color(v, rows))) for v, x, y, _ in pts], [e for *_, e in pts])
     else:
         ours.empty("no finished runs")
 
     paper = _ScatterPanel(draw, (w // 2, top, w, h - foot), "paper: ImageNet, 1000 classes", fonts)
-    ppts = [(v, r["paper"]["params_m"], r["paper"]["top1"]) for v, r in rows.items()]
-    paper.axes([p[1] for p in ppts], [p[2] for p in ppts], "parameters (millions)", "top-1 (%)")
-    if BASE in rows:
-        paper.hline(rows[BASE]["paper"]["top1"], MUTED, "base")
-    for v, x, y in ppts:
-        paper.markers([(x, y)], _COLORS[v], r=6)
-    paper.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y in ppts])
+    ppts = [(v, r["paper"]["params_m"], r["paper"]["top1"]) for v, r in rows.items() if r["paper"]]
+    if ppts:
+        paper.axes([p[1] for p in ppts], [p[2] for p in ppts], "parameters (millions)", "top-1 (%)")
+        if BASE in rows:
+            paper.hline(PAPER_TABLE2[BASE][1], MUTED, "base")
+        for v, x, y in ppts:
+            paper.markers([(x, y)], _COLORS[v], r=6)
+        paper.labels([(x, y, v, _darker(_COLORS[v])) for v, x, y in ppts])
+    else:
+        paper.empty("no variant from the paper")
     note = ("error bars: ±1 sample std over seeds" if multi else
             "one seed per variant: no error bars") + "; dashed line: base"
     draw.text((w / 2, h - 6), note, fill=MUTED, font=fonts["small"], anchor="md")

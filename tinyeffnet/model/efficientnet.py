@@ -10,8 +10,12 @@ where the squeeze-and-excitation (SE) module sits in some blocks:
   seend@X SE after the project conv + BN in blocks X     (Fig. 1c)
   nose@X  no SE in blocks X                              (Fig. 1a)
 where X is `noskip` (blocks without a residual connection), `hasskip` or `all`.
+Variants of your own take the same two verbs on a range of Table I's stages (2..8):
+`seend@stage8`, `nose@stage2-7` (SE only in the last stage), understood wherever a
+variant name is (train, ablation, summary).
 """
 import math
+import re
 from dataclasses import dataclass
 
 from backends import get_backend
@@ -55,20 +59,43 @@ PAPER_TABLE2 = {
 }
 SE_RATIO = 0.25
 DROP_CONNECT_RATE = 0.2
+FIRST_STAGE, LAST_STAGE = 2, 1 + len(B0_STAGES)  # the MBConv stages of Table I
+_STAGE_VARIANT = re.compile(r"(seend|nose)@stage(\d+)(?:-(\d+))?")
+_POSITIONS = {"seend": "end", "nose": None}
 
 
 def canonical_variant(name):
-    """'EfficientNet-B0-SEend@noskip', 'SEEND@NOSKIP', 'seend@noskip' -> 'seend@noskip'."""
+    """'EfficientNet-B0-SEend@noskip', 'SEEND@NOSKIP', 'seend@noskip' -> 'seend@noskip';
+    'noSE@Stage2-7' -> 'nose@stage2-7', 'seend@stage8-8' -> 'seend@stage8'."""
     key = str(name).strip().lower()
     for prefix in ("efficientnet-b0-", "efficiennet-b0-", "efficientnet-b0", "b0-"):
         if key.startswith(prefix):
             key = key[len(prefix):] or "base"
     if key in ("", "efficientnet-b0", "b0"):
         key = "base"
-    if key not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)} "
-                         "(case-insensitive; the paper's 'EfficientNet-B0-SEend@noskip' spellings work too)")
-    return key
+    if key in VARIANTS:
+        return key
+    match = _STAGE_VARIANT.fullmatch(key)
+    if match:
+        verb, first = match.group(1), int(match.group(2))
+        last = int(match.group(3) or first)
+        if FIRST_STAGE <= first <= last <= LAST_STAGE:
+            return f"{verb}@stage{first}" + (f"-{last}" if last != first else "")
+    raise ValueError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)} "
+                     "(case-insensitive; the paper's 'EfficientNet-B0-SEend@noskip' spellings work too), "
+                     "or one of your own, SE moved to the end or removed in a range of Table I's stages "
+                     f"{FIRST_STAGE}..{LAST_STAGE}: seend@stage8, nose@stage2-7, ...")
+
+
+def variant_rule(variant):
+    """(SE position, blocks it applies to) of a variant: blocks are 'noskip', 'hasskip', 'all'
+    or a (first, last) range of stages."""
+    variant = canonical_variant(variant)
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    match = _STAGE_VARIANT.fullmatch(variant)
+    first = int(match.group(2))
+    return _POSITIONS[match.group(1)], (first, int(match.group(3) or first))
 
 
 def canonical_model(name):
@@ -117,7 +144,7 @@ def block_specs(variant="base", model="b0", width=None, depth=None, drop_connect
     variant, model = canonical_variant(variant), canonical_model(model)
     width = SCALING[model][0] if width is None else width
     depth = SCALING[model][1] if depth is None else depth
-    position, which = VARIANTS[variant]
+    position, which = variant_rule(variant)
     raw = []
     cin = round_filters(STEM_CHANNELS, width)
     for stage, (e, k, s, c, r) in enumerate(B0_STAGES, start=2):
@@ -128,7 +155,10 @@ def block_specs(variant="base", model="b0", width=None, depth=None, drop_connect
     specs = []
     for index, (stage, cin, cout, e, k, s) in enumerate(raw):
         skip = s == 1 and cin == cout
-        changed = which == "all" or (which == "hasskip") == skip
+        if isinstance(which, tuple):
+            changed = which[0] <= stage <= which[1]
+        else:
+            changed = which == "all" or (which == "hasskip") == skip
         specs.append(BlockSpec(stage, cin, cout, e, k, s, position if changed else "dw",
                                drop_connect * index / len(raw)))
     return specs

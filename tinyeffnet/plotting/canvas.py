@@ -42,6 +42,16 @@ def format_tick(v, step):
     return f"{v:.{decimals}f}"
 
 
+def _ticks(lo, hi, log, integer):
+    """(position, label) of the ticks of one axis; positions are log10 values on a log axis."""
+    if not log:
+        ticks, step = nice_ticks(lo, hi, most=6, integer=integer)
+        return [(v, format_tick(v, step)) for v in ticks]
+    first, last = math.ceil(lo - 1e-9), math.floor(hi + 1e-9)
+    every = max(1, math.ceil((last - first + 1) / 8))  # at most about 8 decades labelled
+    return [(k, f"1e{k}" if k not in (0, 1) else str(10 ** k)) for k in range(first, last + 1, every)]
+
+
 def padded_range(values, pad=0.05, floor_zero=False):
     lo, hi = min(values), max(values)
     if lo == hi:  # a single point or a flat line: give it room
@@ -65,26 +75,37 @@ class Panel:
         self.legend = []
         draw.text(((x0 + x1) / 2 + 27, y0 + 8), title, fill=TEXT, font=fonts["title"], anchor="ma")
 
-    def axes(self, xs, ys, percent=False, floor_zero=False):
+    def axes(self, xs, ys, percent=False, floor_zero=False, xlabel="step", ylabel=None, xlog=False, ylog=False,
+             integer_x=True):
+        """Fit the axes to the data and draw ticks, grid and labels. The defaults are the training
+        curves' (x: whole steps from 0); `xlog` / `ylog` put an axis on a log10 scale (values > 0)."""
+        self.xlog, self.ylog = xlog, ylog
+        xs, ys = [self._x(v) for v in xs], [self._y(v) for v in ys]
         self.xlo, self.xhi = padded_range(xs, pad=0.02) if min(xs) < max(xs) else (xs[0] - 1, xs[0] + 1)
-        if min(xs) >= 0:
+        if min(xs) >= 0 and not xlog:
             self.xlo = max(self.xlo, 0.0)
-        self.ylo, self.yhi = padded_range(ys, floor_zero=floor_zero)
+        self.ylo, self.yhi = padded_range(ys, floor_zero=floor_zero and not ylog)
         x0, y0, x1, y1 = self.box
         d, small = self.draw, self.fonts["small"]
-        yticks, ystep = nice_ticks(self.ylo, self.yhi, most=6)
-        for v in yticks:
-            y = self.py(v)
+        for v, label in _ticks(self.ylo, self.yhi, ylog, False):
+            y = y1 - (v - self.ylo) / (self.yhi - self.ylo) * (y1 - y0)
             d.line([(x0, y), (x1, y)], fill=GRID)
-            d.text((x0 - 6, y), format_tick(v, ystep) + ("%" if percent else ""), fill=TEXT, font=small, anchor="rm")
-        xticks, xstep = nice_ticks(self.xlo, self.xhi, most=6, integer=True)
-        for v in xticks:
-            x = self.px(v)
+            d.text((x0 - 6, y), label + ("%" if percent else ""), fill=TEXT, font=small, anchor="rm")
+        for v, label in _ticks(self.xlo, self.xhi, xlog, integer_x and not xlog):
+            x = x0 + (v - self.xlo) / (self.xhi - self.xlo) * (x1 - x0)
             d.line([(x, y0), (x, y1)], fill=GRID)
             d.line([(x, y1), (x, y1 + 4)], fill=AXIS)
-            d.text((x, y1 + 7), format_tick(v, xstep), fill=TEXT, font=small, anchor="ma")
+            d.text((x, y1 + 7), label, fill=TEXT, font=small, anchor="ma")
         d.rectangle(self.box, outline=AXIS)
-        d.text(((x0 + x1) / 2, y1 + 26), "step", fill=MUTED, font=small, anchor="ma")
+        d.text(((x0 + x1) / 2, y1 + 26), xlabel, fill=MUTED, font=small, anchor="ma")
+        if ylabel:
+            d.text((x0 + 4, y0 - 4), ylabel, fill=MUTED, font=small, anchor="ld")
+
+    def _x(self, x):
+        return math.log10(x) if getattr(self, "xlog", False) else x
+
+    def _y(self, y):
+        return math.log10(y) if getattr(self, "ylog", False) else y
 
     def empty(self, message="no data"):
         d = self.draw
@@ -94,11 +115,11 @@ class Panel:
 
     def px(self, x):
         x0, _, x1, _ = self.box
-        return x0 + (x - self.xlo) / (self.xhi - self.xlo) * (x1 - x0)
+        return x0 + (self._x(x) - self.xlo) / (self.xhi - self.xlo) * (x1 - x0)
 
     def py(self, y):
         _, y0, _, y1 = self.box
-        return y1 - (y - self.ylo) / (self.yhi - self.ylo) * (y1 - y0)
+        return y1 - (self._y(y) - self.ylo) / (self.yhi - self.ylo) * (y1 - y0)
 
     def line(self, points, color, label=None, width=2):
         pixels = [(self.px(x), self.py(y)) for x, y in points]
@@ -123,8 +144,8 @@ class Panel:
         row, width = 20, max(int(d.textlength(t, font=font)) for t, _, _ in self.legend) + 44
         height = row * len(self.legend) + 8
         x0, y0, x1, y1 = self.box
-        lx = x1 - width - 8
-        ly = y0 + 8 if corner == "top-right" else y1 - height - 8
+        lx = x0 + 8 if corner.endswith("left") else x1 - width - 8
+        ly = y0 + 8 if corner.startswith("top") else y1 - height - 8
         d.rectangle((lx, ly, lx + width, ly + height), fill=(255, 255, 255), outline=GRID)
         for i, (text, color, style) in enumerate(self.legend):
             cy = ly + 4 + row * i + row / 2

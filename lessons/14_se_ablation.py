@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 13: the SE ablation, read like the paper's Table II
+# # Lesson 14: the SE ablation, read like the paper's Table II
 #
 # The paper trains EfficientNet-B0 and six variants with the same recipe and compares
 # their ImageNet accuracy (Table II). Its findings: moving or removing SE in the 7 blocks
@@ -19,7 +19,7 @@
 # gives error bars), on ImageNet (`--data imagenet:DIR`) it is the paper's 350 epochs.
 #
 # Here we run the same code at toy scale, so the whole lesson takes seconds: three
-# variants, the tiny network of lessons 11 and 12, 16x16 images, 6 steps each, on the
+# variants, the tiny network of lessons 11 and 13, 16x16 images, 6 steps each, on the
 # pure-Python backend. The numbers will show the pipeline working, not which variant is
 # better.
 
@@ -27,9 +27,13 @@
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else os.getcwd()
-ROOT = os.path.dirname(HERE) if os.path.basename(HERE) == "lessons" else HERE
-sys.path.insert(0, ROOT)
+import tinyeffnet  # installed with `pip install -e .`: the lessons find the repository through it
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
+import course  # lessons/course.py: figures, tables and the exercises' checks
+
+lesson = course.Lesson("14")
+ROOT = course.ROOT
 
 import atexit
 import inspect
@@ -61,17 +65,22 @@ print(inspect.getsource(report.write_report).split('"""')[1])
 
 # %%
 variants = ablation.parse_variants("base,SEend@all,noSE@all")  # the paper's spellings work
-workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson13-")
+workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson14-")
 atexit.register(shutil.rmtree, workdir, True)  # a toy: deleted when the lesson ends
 cfg = TrainConfig(backend="python", variant="base", data="default", width=0.25, depth=0.1, image_size=16,
                   batch_size=8, epochs=1, max_steps=6, eval_examples=32, workers=0, log_every=2,
                   checkpoint_every=3).resolved().check()
 print("variants:", variants)
 print("recipe:", {k: v for k, v in ablation.recipe(cfg).items() if v is not None})
-table, failed = ablation.ablate(cfg, variants, [0], workdir)
+log = os.path.join(workdir, "runs.log")
+with course.stderr_to(log):  # the runs' progress bars: useful in a terminal, noise in a lesson
+    table, failed = ablation.ablate(cfg, variants, [0], workdir)
+if failed:
+    with open(log) as f:
+        print(f.read()[-3000:])
 paths = report.write_report(table, workdir)
-print()
-print(report.markdown_table(table))
+lesson.markdown(report.markdown_table(table))
+lesson.show(paths["png"], "table2")
 
 # %% [markdown]
 # How to read it:
@@ -89,6 +98,23 @@ print(report.markdown_table(table))
 #   the way from their initial (0, 1) to the data's statistics, so eval-mode BN
 #   normalises with the wrong numbers (lesson 06). Short runs need eval with care.
 #
+# ### Exercise 14.1: when is a difference real?
+#
+# Write `exceeds_spread(variant_top1, base_top1)`, two lists of top-1 accuracies over
+# seeds: True when the difference of the means is larger than `SPREAD_FACTOR` (2) times
+# the combined spread sqrt(std_variant^2 + std_base^2) of sample standard deviations
+# (`statistics.stdev`), False when not, None when either list has fewer than two seeds.
+# The check compares with what `table2.build_table` reports on six cases.
+
+# %%
+# EXERCISE 14.1: your code here
+def exceeds_spread(variant_top1, base_top1):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("14.1", exceeds_spread)
+#
 # ## What a run leaves behind
 #
 # Each run is one `tinyeffnet.train.train(cfg)`: the trainer this course has explained.
@@ -104,8 +130,12 @@ with open(os.path.join(run, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
 print("summary.json:", {k: summary[k] for k in ("top1", "top5", "eval_loss", "eval_images", "steps", "backend")})
 print("metrics.jsonl:", len(records), "records, e.g.", records[0])
+lesson.show(os.path.join(run, "curves.png"), "base_curves")
 
 # %% [markdown]
+# Six steps make a short curve: a loss and learning rate every two steps, one evaluation
+# at the end; a real run draws the same four panels over thousands of steps.
+#
 # - `config.json`: every resolved flag (the ablation compares it to refuse mixing recipes);
 # - `metrics.jsonl`: a step record every `--log-every` steps (loss, lr, top-1, images/s)
 #   and an epoch record after each evaluation; `curves.png` draws them;
@@ -135,12 +165,13 @@ print("step", state["step"], "| groups:", groups, "|", len(tensors), "tensors, e
 # 4 epochs of Fashion-MNIST at 32x32 is a different and much easier task than 350 epochs
 # of ImageNet, and only several seeds tell a difference from noise. The second command is
 # the paper's experiment (section IV-B recipe, 350 epochs, batch 2048), a job for TPUs
-# (lesson 12).
+# (lesson 13).
 #
-# (The toy runs above live in a temporary folder, deleted when this lesson ends.)
+# (The toy runs above live in a temporary folder, deleted when this lesson ends; the two
+# figures were copied out.)
 #
 # That completes the path: from a list of floats (lesson 01) to the table the paper
-# reports.
+# reports. One lesson is left, and it is yours: a variant of your own (lesson 15).
 #
 # ## Checks
 
@@ -160,4 +191,5 @@ assert summary["steps"] == 6 and summary["eval_images"] == 32 and summary["backe
 assert any(r.get("kind") == "epoch" for r in records) and any(r.get("kind") == "step" for r in records)
 assert groups == ["buffers", "opt", "params"], groups
 assert state["step"] in (3, 6)
-print("ok: lesson 13 checks passed")
+lesson.finish()
+print("ok: lesson 14 checks passed")
