@@ -46,6 +46,12 @@ def center_crop_box(width, height, size):
     return left, top, left + side, top + side
 
 
+def describe_eval_view(size):
+    """The eval view of a photo in words (converted checkpoints record it)."""
+    return (f"center crop of {size}/{size + EVAL_CROP_PADDING} of the short side, bicubic resize to "
+            f"{size}x{size}")
+
+
 def random_resized_crop_box(width, height, size, rng, area=CROP_AREA, aspect=CROP_ASPECT, tries=CROP_TRIES):
     """(left, top, right, bottom) of a random crop covering `area` of the image at `aspect`."""
     total = width * height

@@ -32,6 +32,33 @@ DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 SYNSET_ORDER_FILES = ("ILSVRC2012_synsets.txt", "synset_order.txt")
 KAGGLE_IMAGE_ROOT = os.path.join("ILSVRC", "Data", "CLS-LOC")
 DEVKIT_DATA = os.path.join("ILSVRC2012_devkit_t12", "data")
+CLASSES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_classes.txt")
+NUM_CLASSES = 1000
+
+
+def imagenet_classes():
+    """[(wnid, lemmas)] of the 1000 ImageNet-1k classes in class-index order (sorted wnids),
+    from the shipped imagenet_classes.txt (its header says where it comes from)."""
+    classes = []
+    with open(CLASSES_FILE, encoding="utf-8") as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                wnid, lemmas = line.rstrip("\n").split("\t", 1)
+                classes.append((wnid, lemmas))
+    if len(classes) != NUM_CLASSES:
+        raise DataError(f"{CLASSES_FILE} lists {len(classes)} classes instead of {NUM_CLASSES}: reinstall tinyeffnet")
+    return classes
+
+
+def imagenet_class_names(names=None):
+    """Readable names of ImageNet classes: all 1000 in class-index order, or, given a list
+    of class names (a training run records its folders' wnids), each wnid replaced by its
+    lemmas and anything else kept as it is."""
+    classes = imagenet_classes()
+    if names is None:
+        return [lemmas for _, lemmas in classes]
+    lemmas_of = dict(classes)
+    return [lemmas_of.get(name, name) for name in names]
 
 
 def _is_image(name):

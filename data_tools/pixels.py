@@ -13,6 +13,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)  # pixels to [-1, 1]: some published weights expect this
 
 
 class Normalization(NamedTuple):

@@ -51,6 +51,7 @@ BAD_FLAGS = [
     (["--data", "imagenet:"], "--data: dataset spec 'imagenet:' names no directory"),
     (["--data", "nosuch:x"], "--data: unknown dataset spec prefix 'nosuch:'"),
     (["--preset", "huge"], "--preset 'huge' is unknown"),
+    (["--freeze-backbone"], "--freeze-backbone trains the classifier on top of loaded weights: give --init-from"),
 ]
 
 

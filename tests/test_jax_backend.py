@@ -328,23 +328,26 @@ def test_module_is_numpy_free():
         assert banned not in src, f"{banned} in project code (jax's autodiff is for tests only)"
 
 
-@pytest.mark.parametrize("taps", [True, False])
-def test_depthwise_by_taps_and_by_conv_ops_agree(taps):
-    """The CPU path (sum over kernel taps) and the accelerator path (conv ops) are both exact."""
+@pytest.mark.parametrize("kind", ["depthwise", "dense"])
+@pytest.mark.parametrize("cpu_form", [True, False])
+def test_cpu_formulations_and_conv_ops_agree(kind, cpu_form):
+    """Both paths of each conv kind are exact in float64: depthwise by kernel taps or by conv
+    ops, dense by matrix products (im2col) or by conv ops; forward and both gradients."""
     from backends.jax_backend import JaxBackend
     from test_backend_contract import CONV_CASES, ref_conv, rand
-    b = JaxBackend(depthwise_taps=taps)
-    for xs, k, stride, padding, groups, co in CONV_CASES:
-        if groups != xs[3] or co != xs[3]:
-            continue
-        ws = (k, k, 1, co)
+    b = JaxBackend(depthwise_taps=cpu_form, dense_matmul=cpu_form)
+    cases = [c for c in CONV_CASES if (c[4] == c[0][3] == c[5]) == (kind == "depthwise") and (kind == "depthwise"
+                                                                                             or c[4] == 1)]
+    assert len(cases) >= 3, cases
+    py = get_backend("python")
+    for xs, k, stride, padding, groups, co in cases:
+        ws = (k, k, xs[3] // groups, co)
         xd, wd = rand(xs, 1), rand(ws, 2)
         x, w = b.from_flat(xd, xs, "float64"), b.from_flat(wd, ws, "float64")
         y = b.conv2d(x, w, stride, padding, groups)
         want, ys = ref_conv(xd, xs, wd, ws, stride, padding, groups)
         assert max(abs(u - v) for u, v in zip(b.to_flat(y), want)) < 1e-12
         dy = b.from_flat(rand(ys, 3), ys, "float64")
-        py = get_backend("python")
         pdy, pw, px = py.from_flat(rand(ys, 3), ys), py.from_flat(wd, ws), py.from_flat(xd, xs)
         gx = b.to_flat(b.conv2d_grad_input(dy, w, xs, stride, padding, groups))
         gw = b.to_flat(b.conv2d_grad_weight(x, dy, ws, stride, padding, groups))

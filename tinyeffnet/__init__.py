@@ -10,9 +10,10 @@ JAX backend (to train on accelerators). The package, from the bottom up:
     experiments/  the SE ablation (the paper's Table II) and its report
     plotting/     charts drawn with Pillow (training curves, Table II, the lessons' figures)
     benchmarks/   what `python -m tinyeffnet.bench` measures
+    weights/      published weights (timm, torchvision) in and out; starting from other weights
 
 and the commands, one module each: `python -m tinyeffnet.train | evaluate | predict |
-summary | ablation | bench`. Library packages never import a command module.
+summary | ablation | bench | convert`. Library packages never import a command module.
 """
 from .engine import Function, Tensor, backward, functional, is_grad_enabled, no_grad
 

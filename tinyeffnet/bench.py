@@ -5,7 +5,8 @@ Modes (pick by flags):
                                          B0-like depthwise 5x5 and a 1x1 conv, in MACs/s,
                                          beside a textbook nested-loop conv in the same process
   --backend B --variant V [...]          one full training step (forward + our backward) of
-                                         a model; for jax also the same loss under jax.grad
+                                         a model; for jax also the same loss under jax.grad,
+                                         and XLA's temp memory and bytes accessed of both
   --data SPEC --workers N                the input pipeline, images/s (see data_tools.bench)
 """
 import argparse
@@ -29,7 +30,12 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=1, help="images per step (default 1)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes (default 1000)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="jax compute dtype")
-    p.add_argument("--steps", type=int, default=10, help="timed steps for jax (default 10)")
+    p.add_argument("--steps", type=int, default=10,
+                   help="timed steps per round for jax, median of 3 rounds (default 10; 0: compile and analyse only)")
+    p.add_argument("--depthwise", choices=["taps", "conv"], default=None,
+                   help="jax: depthwise convs as kernel taps or as XLA conv ops (default: taps on CPU only)")
+    p.add_argument("--dense", choices=["matmul", "conv"], default=None,
+                   help="jax: dense convs as matrix products or as XLA conv ops (default: matmul on CPU only)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="time each case at least this long")
     p.add_argument("--data", default=None, help="benchmark the input pipeline on this dataset spec")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes (with --data)")
@@ -42,8 +48,10 @@ def main(argv=None):
         return data_main(forwarded + (["--json"] if args.json else []))
     if args.backend is None:
         p.error("choose what to measure: --backend python|jax [--variant V], or --data SPEC")
-    if args.image_size < 1 or args.batch_size < 1:
-        p.error("--image-size and --batch-size must be positive")
+    if args.image_size < 1 or args.batch_size < 1 or args.steps < 0:
+        p.error("--image-size and --batch-size must be positive, --steps not negative")
+    if args.backend != "jax" and (args.depthwise or args.dense):
+        p.error("--depthwise and --dense choose XLA formulations: they need --backend jax")
     try:
         get_backend(args.backend)
     except (ValueError, ImportError) as e:
@@ -75,7 +83,8 @@ def main(argv=None):
     if args.json:
         print(dumps(result))
     else:
-        print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+        print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+                        if v is not None))
     return 0
 
 

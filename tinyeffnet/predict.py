@@ -1,18 +1,23 @@
 """`python -m tinyeffnet.predict --checkpoint PATH IMAGE...`: the top classes of each image.
 
 Each image is prepared the way the checkpoint's training data was evaluated (recorded in
-the checkpoint), then the model runs in eval mode on the chosen backend.
+the checkpoint: photos get the eval center crop at the checkpoint's resolution and its
+mean/std), then the model runs in eval mode on the chosen backend. A 1000-class ImageNet
+model's classes are named from ImageNet's list (data_tools/imagenet_classes.txt).
 """
 import sys
 
 from data_tools import DataError
-from data_tools.spec import eval_image
+from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
+from data_tools.imagenet import imagenet_class_names
+from data_tools.spec import eval_image, spec_kind
 
 from ._cli import ArgumentParser
 from ._files import dumps
 from .engine import Tensor
 from .engine.functional import softmax
 from .training.checkpoint import CheckpointError
+from .training.evaluation import checkpoint_normalization
 from .training.state import load_model
 
 
@@ -22,8 +27,9 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
     net, meta = load_model(checkpoint, backend, use_ema)
     b = get_backend(backend)
     size = int(meta.get("image_size") or net.default_image_size)
-    names = meta.get("class_names") or [str(i) for i in range(net.num_classes)]
+    names = class_names(meta, net.num_classes)
     data = meta.get("data", "default")
+    recorded = checkpoint_normalization(meta)
     results = []
     for path in images:
         try:
@@ -31,11 +37,23 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
         except DataError as e:
             results.append(dict(image=path, error=str(e)))
             continue
+        normalization = recorded or normalization
         x = Tensor(b.from_flat(normalization.floats(pixels), (1, size, size, 3), b.default_float), b)
         probs = softmax(net(x)).to_flat()
         best = sorted(range(len(probs)), key=lambda i: -probs[i])[:top]
         results.append(dict(image=path, top=[dict(class_index=i, name=names[i], probability=probs[i]) for i in best]))
     return results
+
+
+def class_names(meta, num_classes):
+    """The names to show: the checkpoint's (ImageNet wnids as their WordNet lemmas), ImageNet's
+    for a 1000-class model that records none, else the class indices."""
+    names = meta.get("class_names")
+    if names and len(names) == num_classes:
+        return imagenet_class_names(names) if spec_kind(meta.get("data", "default")) == "imagenet" else list(names)
+    if num_classes == IMAGENET_CLASSES:
+        return imagenet_class_names()
+    return [str(i) for i in range(num_classes)]
 
 
 def main(argv=None):

@@ -131,9 +131,18 @@ def _recipe_line(table):
             f"augmentation {r.get('augment', 'full')}{' + AutoAugment' if r.get('autoaugment') else ''}, "
             f"lr {r.get('lr'):g}, warmup {r.get('warmup_epochs'):g} epochs, weight decay {r.get('weight_decay'):g}, "
             f"label smoothing {r.get('label_smoothing'):g}, dropout {r.get('dropout'):g}, "
-            f"drop-connect {r.get('drop_connect'):g}, BN momentum {r.get('bn_momentum'):g}, init {r.get('init')}, "
+            f"drop-connect {r.get('drop_connect'):g}, BN momentum {r.get('bn_momentum'):g}, init {r.get('init')}"
+            f"{_started_from(r)}, "
             f"backend {r.get('backend')}, eval on {r.get('eval_examples') or 'all'} images; "
             f"seeds {', '.join(map(str, table['seeds'])) or 'none'} (the same for every variant)")
+
+
+def _started_from(r):
+    """Runs started from other weights (--init-from) say so: every variant took what fits."""
+    if not r.get("init_from"):
+        return ""
+    frozen = ", backbone frozen" if r.get("freeze_backbone") else ""
+    return f" (started from `{r['init_from']}`: each variant's tensors that fit{frozen})"
 
 
 def _paper(x, spec):

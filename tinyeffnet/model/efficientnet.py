@@ -13,6 +13,12 @@ where X is `noskip` (blocks without a residual connection), `hasskip` or `all`.
 Variants of your own take the same two verbs on a range of Table I's stages (2..8):
 `seend@stage8`, `nose@stage2-7` (SE only in the last stage), understood wherever a
 variant name is (train, ablation, summary).
+
+Two options change arithmetic, not shapes, and are recorded in every checkpoint
+(`model_options`): `padding` ("same", TensorFlow's, the default and what the TF-trained
+weights expect; "symmetric", what PyTorch-trained weights expect) and `bn_eps` (1e-3,
+TensorFlow's; PyTorch's BatchNorm2d uses 1e-5). Weights trained with one setting give
+other logits with the other (tinyeffnet/weights says which published files use which).
 """
 import math
 import re
@@ -21,8 +27,8 @@ from dataclasses import dataclass
 from backends import get_backend
 
 from ..engine import functional as F
-from ..nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module, ModuleList,
-                 SqueezeExcite, initialize)
+from ..nn import (PADDINGS, BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module,
+                 ModuleList, SqueezeExcite, initialize)
 
 # (expand ratio, kernel, stride of the first block, output channels, repeats): stages 2-8
 B0_STAGES = (
@@ -59,6 +65,7 @@ PAPER_TABLE2 = {
 }
 SE_RATIO = 0.25
 DROP_CONNECT_RATE = 0.2
+DEFAULT_PADDING, DEFAULT_BN_EPS = "same", 1e-3  # TensorFlow's: what the paper's network used
 FIRST_STAGE, LAST_STAGE = 2, 1 + len(B0_STAGES)  # the MBConv stages of Table I
 _STAGE_VARIANT = re.compile(r"(seend|nose)@stage(\d+)(?:-(\d+))?")
 _POSITIONS = {"seend": "end", "nose": None}
@@ -172,7 +179,8 @@ class MBConv(Module):
     Its bottleneck is r = max(1, int(in_channels * 0.25)) wherever it sits.
     """
 
-    def __init__(self, spec, bn_momentum=0.99, bn_eps=1e-3, backend=None, dtype=None):
+    def __init__(self, spec, bn_momentum=0.99, bn_eps=DEFAULT_BN_EPS, padding=DEFAULT_PADDING, backend=None,
+                 dtype=None):
         super().__init__()
         kw = dict(backend=backend, dtype=dtype)
         bn = dict(momentum=bn_momentum, eps=bn_eps, **kw)
@@ -181,7 +189,7 @@ class MBConv(Module):
         if spec.expand_ratio != 1:
             self.expand_conv = Conv2d(spec.in_channels, mid, 1, **kw)
             self.bn0 = BatchNorm2d(mid, **bn)
-        self.depthwise_conv = DepthwiseConv2d(mid, spec.kernel, spec.stride, **kw)
+        self.depthwise_conv = DepthwiseConv2d(mid, spec.kernel, spec.stride, padding=padding, **kw)
         self.bn1 = BatchNorm2d(mid, **bn)
         reduced = max(1, int(spec.in_channels * SE_RATIO))
         if spec.se_position == "dw":
@@ -213,34 +221,56 @@ class EfficientNet(Module):
 
     In training mode a random `key` drives dropout and drop-connect; eval needs none.
     """
+    CLASSIFIER = "fc"  # what depends on the class count, and what a frozen backbone still trains
 
-    def __init__(self, variant="base", model="b0", num_classes=1000, bn_momentum=0.99, bn_eps=1e-3,
-                 dropout=None, drop_connect=DROP_CONNECT_RATE, width=None, depth=None, backend=None,
-                 dtype=None):
+    def __init__(self, variant="base", model="b0", num_classes=1000, bn_momentum=0.99, bn_eps=DEFAULT_BN_EPS,
+                 dropout=None, drop_connect=DROP_CONNECT_RATE, width=None, depth=None, padding=DEFAULT_PADDING,
+                 backend=None, dtype=None):
         super().__init__()
         backend = get_backend(backend)
         self.variant, self.model_name = canonical_variant(variant), canonical_model(model)
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}: choose one of {', '.join(PADDINGS)}")
+        if not (isinstance(bn_eps, (int, float)) and 0.0 < bn_eps < 1.0):
+            raise ValueError(f"bn_eps must be a number in (0, 1), got {bn_eps!r}")
         self.num_classes = int(num_classes)
+        self.padding, self.bn_eps = padding, float(bn_eps)
+        self.width, self.depth = width, depth
         model_width, _, self.default_image_size, default_dropout = SCALING[self.model_name]
         width = model_width if width is None else width
         kw = dict(backend=backend, dtype=dtype)
         bn = dict(momentum=bn_momentum, eps=bn_eps, **kw)
         self.specs = block_specs(self.variant, self.model_name, width, depth, drop_connect)
         stem, head = round_filters(STEM_CHANNELS, width), round_filters(HEAD_CHANNELS, width)
-        self.stem_conv = Conv2d(3, stem, 3, stride=2, **kw)
+        self.stem_conv = Conv2d(3, stem, 3, stride=2, padding=padding, **kw)
         self.stem_bn = BatchNorm2d(stem, **bn)
-        self.blocks = ModuleList(MBConv(s, bn_momentum, bn_eps, **kw) for s in self.specs)
+        self.blocks = ModuleList(MBConv(s, bn_momentum, bn_eps, padding, **kw) for s in self.specs)
         self.head_conv = Conv2d(self.specs[-1].out_channels, head, 1, **kw)
         self.head_bn = BatchNorm2d(head, **bn)
         self.dropout = Dropout(default_dropout if dropout is None else dropout)
         self.fc = Linear(head, self.num_classes, **kw)
 
+    def model_options(self):
+        """What rebuilds this network's shapes and arithmetic: recorded in every checkpoint
+        (tinyeffnet.training.state.load_model passes it back to build_model)."""
+        return dict(variant=self.variant, model=self.model_name, num_classes=self.num_classes, width=self.width,
+                    depth=self.depth, padding=self.padding, bn_eps=self.bn_eps)
+
     def set_bn_momentum(self, momentum):
         for _, m in self.named_modules():
             if isinstance(m, BatchNorm2d):
                 m.momentum = momentum
+
+    def train_classifier_only(self):
+        """Training mode for the classifier (dropout, fc) alone; the backbone runs as at eval
+        time: BN normalises with its moving statistics and leaves them as they are, no
+        drop-connect. What a frozen backbone (train --freeze-backbone) computes."""
+        self.eval()
+        for module in (self, self.dropout, self.fc):
+            object.__setattr__(module, "training", True)
+        return self
 
     def stem(self, x):
         return F.swish(self.stem_bn(self.stem_conv(x)))

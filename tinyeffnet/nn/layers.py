@@ -21,18 +21,29 @@ def _buffer(backend, shape, dtype, value):
     return Tensor(backend.full(shape, value, dtype), backend)
 
 
+PADDINGS = ("same", "symmetric")
+
+
 class Conv2d(Module):
-    """Convolution with TensorFlow SAME padding; weight HWIO; no bias unless asked."""
+    """Convolution; weight HWIO; no bias unless asked.
+
+    padding "same": TensorFlow's SAME (output ceil(size / stride); an odd total pad puts
+    the extra zero at the bottom / right), what the TensorFlow-trained EfficientNets used.
+    "symmetric": kernel // 2 zeros on every side, what PyTorch-trained models use; the
+    same output size for odd kernels, but a stride-2 window then starts one pixel earlier.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, bias=False,
-                 backend=None, dtype=None):
+                 padding="same", backend=None, dtype=None):
         super().__init__()
         b = get_backend(backend)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in {in_channels} and out {out_channels} channels must be "
                              f"divisible by groups {groups}")
+        if padding not in PADDINGS:
+            raise ValueError(f"Conv2d: padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
+        self.kernel_size, self.stride, self.groups, self.padding = kernel_size, stride, groups, padding
         self.weight = _param(b, (kernel_size, kernel_size, in_channels // groups, out_channels), dtype)
         if bias:
             self.bias = _param(b, (out_channels,), dtype)
@@ -50,7 +61,11 @@ class Conv2d(Module):
             self.bias.data = self.bias.backend.full(self.bias.shape, 0.0, self.bias.dtype)
 
     def forward(self, x):
-        y = F.conv2d(x, self.weight.astype(x.dtype), self.stride, "SAME", self.groups)
+        pad = "SAME"
+        if self.padding == "symmetric":
+            side = (self.kernel_size // 2, self.kernel_size // 2)
+            pad = (side, side)
+        y = F.conv2d(x, self.weight.astype(x.dtype), self.stride, pad, self.groups)
         if "bias" in self._parameters:
             y = y + self.bias.astype(x.dtype)
         return y
@@ -59,8 +74,9 @@ class Conv2d(Module):
 class DepthwiseConv2d(Conv2d):
     """One k x k filter per channel (groups == channels): k*k*C weights, not k*k*C*C."""
 
-    def __init__(self, channels, kernel_size, stride=1, backend=None, dtype=None):
-        super().__init__(channels, channels, kernel_size, stride, groups=channels, backend=backend, dtype=dtype)
+    def __init__(self, channels, kernel_size, stride=1, padding="same", backend=None, dtype=None):
+        super().__init__(channels, channels, kernel_size, stride, groups=channels, padding=padding, backend=backend,
+                         dtype=dtype)
 
     @property
     def fans(self):

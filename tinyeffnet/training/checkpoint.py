@@ -7,11 +7,8 @@
     DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
 
 No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, built with
-`array.array` on the python backend and `x.tobytes()` / `jnp.frombuffer` on jax.
-
-Pinned to safetensors 0.8: `serialize({name: TensorSpec(dtype, shape, data_ptr, data_len)},
-metadata)` reads raw pointers (the caller keeps the buffers alive) and `deserialize(blob)`
-returns `[(name, {"dtype": "F32", "shape": [...], "data": bytearray})]`.
+`array.array` on the python backend and `x.tobytes()` / `jnp.frombuffer` on jax; the file
+itself is read and written by tinyeffnet._safetensors.
 
 Crash safety: a step file appears only by `os.replace` of a fully written, fsynced temp file;
 the best symlink is replaced the same way before any pruning, so a kill -9 at any moment
@@ -22,13 +19,10 @@ import json
 import math
 import os
 import re
-import struct
-import sys
 from array import array
 
-import safetensors
-
-from .._files import WriteError, atomic_write, fsync_dir, make_dirs, remove_stale_temps, temp_path
+from .. import _safetensors as safetensors_file
+from .._files import WriteError, fsync_dir, make_dirs, remove_stale_temps, temp_path
 
 # 2: optimizer state named by its tree path (tinyeffnet.training.state) and a sha256 of the
 # tensor bytes in the metadata, verified on every load. A version-1 file (no checksum)
@@ -43,8 +37,6 @@ _CODES = {"float32": ("f", "F32"), "float64": ("d", "F64"), "int32": ("i", "I32"
 _FROM_HEADER = {header: name for name, (_, header) in _CODES.items()}
 _STORE_AS_FLOAT32 = ("bfloat16", "float16")  # array.array has no 16-bit floats
 
-# safetensors is little-endian and we hand it native buffers.
-assert sys.byteorder == "little", "tinyeffnet checkpoints assume a little-endian host"
 assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
 
 
@@ -118,35 +110,11 @@ def _unreadable(path, why):
                            "delete it or point at another checkpoint")
 
 
-def _header(path, blob=None):
-    """The safetensors JSON header (8-byte little-endian length, then JSON), read by hand
-    so that the metadata can be read without loading the tensors."""
-    try:
-        if blob is None:
-            with open(path, "rb") as f:
-                head = f.read(8)
-                size = struct.unpack("<Q", head)[0] if len(head) == 8 else None
-                text = f.read(size) if size is not None and size < 100_000_000 else None
-        else:
-            size = struct.unpack("<Q", blob[:8])[0] if len(blob) >= 8 else None
-            text = blob[8:8 + size] if size is not None else None
-    except OSError as e:
-        raise _unreadable(path, e.strerror or type(e).__name__) from None
-    if size is None or text is None or len(text) != size:
-        raise _unreadable(path, "truncated or not a safetensors file")
-    try:
-        header = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        raise _unreadable(path, "its header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise _unreadable(path, "its header is not a JSON object")
-    return header
-
-
-def _meta_from_header(path, header):
-    stored = header.get("__metadata__") or {}
-    if META_KEY not in stored:
-        raise _unreadable(path, f"no {META_KEY!r} metadata: a safetensors file from elsewhere?")
+def _meta_from_metadata(path, stored):
+    if META_KEY not in (stored or {}):
+        raise CheckpointError(f"{path} is not a readable tinyeffnet checkpoint (no {META_KEY!r} metadata: a "
+                              "safetensors file from elsewhere?); convert published timm or torchvision weights "
+                              "first (python -m tinyeffnet.convert), or point at a tinyeffnet checkpoint")
     try:
         meta = json.loads(stored[META_KEY])
     except ValueError:
@@ -162,41 +130,52 @@ def _meta_from_header(path, header):
 
 def checkpoint_meta(path):
     """The metadata stored in a checkpoint, without reading its tensors."""
-    return _meta_from_header(path, _header(path))
+    try:
+        header = safetensors_file.read_header(path)
+    except safetensors_file.SafetensorsError as e:
+        raise _unreadable(path, e) from None
+    return _meta_from_metadata(path, header.get("__metadata__"))
 
 
 def _read(path):
-    """(meta, safetensors entries) of a checkpoint file; one-line errors for unreadable ones."""
+    """(meta, {name: safetensors Record}) of a checkpoint file; one-line errors for unreadable ones."""
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError as e:
-        raise _unreadable(path, e.strerror or type(e).__name__) from None
-    meta = _meta_from_header(path, _header(path, blob))
-    try:
-        entries = safetensors.deserialize(blob)
-    except Exception as e:  # SafetensorError: truncated, overlapping or uncovered data
-        raise _unreadable(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    return meta, entries
+        records, metadata = safetensors_file.read(path)
+    except safetensors_file.SafetensorsError as e:
+        raise _unreadable(path, e) from None
+    return _meta_from_metadata(path, metadata), records
 
 
-def load_checkpoint(path, backend):
-    """(tensors, meta) from a checkpoint file, or from a directory's best/latest one.
+def read_records(path):
+    """(records {name: (dtype, shape, raw bytes)}, meta) of a checkpoint file, or of a
+    directory's best/latest one, without making backend arrays (the weight converter
+    moves the bytes as they are).
 
     The tensor bytes are checked against the checksum written with them: a corrupt file is
     refused, naming the newest older checkpoint that verifies."""
     path = resolve_checkpoint(path)
-    meta, entries = _read(path)
-    if not _checksum_matches(meta, entries):
+    meta, stored = _read(path)
+    if not _checksum_matches(meta, stored):
         raise CheckpointError(f"{path} is corrupt: its tensor bytes do not match the checksum written with them; "
                               f"{_newest_good_before(path)}")
-    tensors = {}
-    for name, entry in entries:
-        dtype = _FROM_HEADER.get(entry["dtype"])
+    records = {}
+    for name, record in stored.items():
+        dtype = _FROM_HEADER.get(record.dtype)
         if dtype is None:
-            raise _unreadable(path, f"tensor {name!r} has unsupported dtype {entry['dtype']}")
+            raise _unreadable(path, f"tensor {name!r} has unsupported dtype {record.dtype}")
+        records[name] = (dtype, record.shape, record.raw)
+    return records, meta
+
+
+def load_checkpoint(path, backend):
+    """(tensors, meta) from a checkpoint file, or from a directory's best/latest one; a
+    corrupt file is refused (see read_records)."""
+    path = resolve_checkpoint(path)
+    records, meta = read_records(path)
+    tensors = {}
+    for name, record in records.items():
         try:
-            tensors[name] = from_record(backend, (dtype, entry["shape"], entry["data"]))
+            tensors[name] = from_record(backend, record)
         except CheckpointError as e:
             raise _unreadable(path, f"tensor {name!r}: {e}") from None
     return tensors, meta
@@ -211,11 +190,10 @@ def _checksum(entries):
     return digest.hexdigest()
 
 
-def _checksum_matches(meta, entries):
+def _checksum_matches(meta, stored):
     if meta.get("format_version", 1) < 2:
         return True  # version 1 wrote no checksum
-    return _checksum((name, e["dtype"], e["shape"], bytes(e["data"])) for name, e in entries) == \
-        meta.get("tensors_sha256")
+    return _checksum((name, r.dtype, r.shape, r.raw) for name, r in stored.items()) == meta.get("tensors_sha256")
 
 
 def verify_checkpoint(path):
@@ -289,34 +267,51 @@ def resolve_checkpoint(path, prefer="best"):
 
 # --------------------------------------------------------------------- writing
 def _records(path, tensors, backend):
-    """{name: (dtype, shape, raw bytes)}, refusing bad names and non-finite values."""
+    """{name: (dtype, shape, raw bytes)} of backend arrays."""
     records = {}
     for name, x in tensors.items():
+        try:
+            records[name] = to_record(backend, x)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot save {path}: tensor {name!r}: {e}") from None
+    return records
+
+
+def _check_records(path, records):
+    """Refuse bad names, unknown dtypes, wrong sizes and non-finite values."""
+    for name, (dtype, shape, raw) in records.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise CheckpointError(f"cannot save {path}: bad tensor name {name!r} (use a non-empty "
                                   "string such as 'params/stem.weight')")
-        try:
-            dtype, shape, raw = to_record(backend, x)
-        except CheckpointError as e:
-            raise CheckpointError(f"cannot save {path}: tensor {name!r}: {e}") from None
+        if dtype not in _CODES or len(raw) != math.prod(shape) * array(_CODES[dtype][0]).itemsize:
+            raise CheckpointError(f"cannot save {path}: tensor {name!r} is not a whole {dtype} tensor of shape "
+                                  f"{tuple(shape)} (supported: {', '.join(_CODES)})")
         if dtype != "int32":
             values = array(_CODES[dtype][0])
             values.frombytes(raw)
             if not math.isfinite(sum(values)):  # NaN and infinities survive the sum
                 raise CheckpointError(f"cannot save {path}: tensor {name!r} holds a NaN or an infinity; a "
                                       "checkpoint of a diverged run is never written")
-        records[name] = (dtype, shape, raw)
-    return records
 
 
-def _serialize(records, header_meta):
-    specs, keep_alive = {}, []
-    for name, (dtype, shape, raw) in records.items():
-        buf = array("B", raw)  # serialize takes raw pointers: hold every buffer until it returns
-        keep_alive.append(buf)
-        specs[name] = safetensors.TensorSpec(dtype=dtype, shape=list(shape),
-                                             data_ptr=buf.buffer_info()[0], data_len=len(raw))
-    return safetensors.serialize(specs, metadata=header_meta)
+def _blob(path, records, meta):
+    """The file's bytes: the records and `meta` plus format_version and the checksum."""
+    _check_records(path, records)
+    checksum = _checksum((name, _CODES[dtype][1], shape, raw) for name, (dtype, shape, raw) in records.items())
+    full_meta = {**meta, "format_version": FORMAT_VERSION, "tensors_sha256": checksum}
+    try:
+        header_meta = {META_KEY: json.dumps(full_meta, allow_nan=False)}
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot save {path}: the metadata is not JSON-serialisable ({e}); "
+                              "store plain numbers, strings, lists and dicts") from None
+    return safetensors_file.serialize({name: safetensors_file.Record(_CODES[dtype][1], tuple(shape), raw)
+                                       for name, (dtype, shape, raw) in records.items()}, header_meta)
+
+
+def write_checkpoint_file(path, records, meta):
+    """Write one checkpoint file at `path` atomically (no step naming, no best, no pruning):
+    what the weight converter writes. `records` are {name: (dtype, shape, raw bytes)}."""
+    return safetensors_file.write(path, _blob(os.fspath(path), records, meta))
 
 
 def _metric_of(path):
@@ -350,23 +345,14 @@ def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_m
     directory = os.fspath(directory)
     make_dirs(directory)
     path = step_path(directory, step)
-    records = _records(path, tensors, backend)
-    checksum = _checksum((name, _CODES[dtype][1], shape, raw) for name, (dtype, shape, raw) in records.items())
-    full_meta = {**meta, "format_version": FORMAT_VERSION, "step": step, "best_metric": best_metric,
-                 "higher_is_better": bool(higher_is_better), "tensors_sha256": checksum}
-    try:
-        header_meta = {META_KEY: json.dumps(full_meta, allow_nan=False)}
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"cannot save {path}: the metadata is not JSON-serialisable ({e}); "
-                              "store plain numbers, strings, lists and dicts") from None
+    blob = _blob(path, _records(path, tensors, backend),
+                 {**meta, "step": step, "best_metric": best_metric, "higher_is_better": bool(higher_is_better)})
 
     # Read the current best before writing: the new file may replace the best's target.
     best_path = best_checkpoint(directory)
     best_value = _metric_of(best_path) if best_path else None
 
-    blob = _serialize(records, header_meta)
-    atomic_write(path, lambda f: f.write(blob), binary=True)
-    fsync_dir(directory)
+    safetensors_file.write(path, blob)
 
     if best_metric is not None and not math.isnan(best_metric):
         better = (best_value is None or os.path.abspath(best_path) == os.path.abspath(path)

@@ -1,13 +1,17 @@
 """Top-1, top-5 and loss over an eval split: during training and of a saved checkpoint."""
 from data_tools import DataError, Loader, open_dataset
+from data_tools.pixels import Normalization
+from data_tools.spec import spec_kind
 
 from .runtime import make_runtime
 from .state import load_model
 from .step import StepOptions, make_eval_step
 
 
-def evaluate(runtime, eval_step, params, buffers, loader, limit=0):
-    """Top-1, top-5 and mean loss over the eval split (or its first `limit` images)."""
+def evaluate(runtime, eval_step, params, buffers, loader, limit=0, normalization=None):
+    """Top-1, top-5 and mean loss over the eval split (or its first `limit` images), its
+    pixels normalised as the dataset says or as `normalization` (a Normalization) says."""
+    normalization = normalization or loader.normalization
     totals = dict(top1=0.0, top5=0.0, loss=0.0, count=0.0)
     seen = 0
     for batch in loader.batches(0):
@@ -16,7 +20,7 @@ def evaluate(runtime, eval_step, params, buffers, loader, limit=0):
         if limit and seen + batch.valid > limit:
             batch = batch._replace(valid=limit - seen)
         seen += batch.valid
-        images, labels, valid = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
+        images, labels, valid = runtime.put_batch(batch, loader.batch_shape, normalization)
         sums = runtime.fetch(eval_step(params, buffers, images, labels, valid))
         for k in totals:
             totals[k] += sums[k]
@@ -39,8 +43,24 @@ def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, us
                                    buffers={n: b.data for n, b in net.named_buffers()}))
     eval_step = runtime.compile_eval_step(make_eval_step(net, StepOptions(compute_dtype=runtime.compute_dtype)))
     try:
-        result = evaluate(runtime, eval_step, state["params"], state["buffers"], loader, limit)
+        # The recorded mean/std belong to the kind of data the network was trained on.
+        same_kind = spec_kind(data) == spec_kind(meta.get("data", "default"))
+        result = evaluate(runtime, eval_step, state["params"], state["buffers"], loader, limit,
+                          checkpoint_normalization(meta) if same_kind else None)
     finally:
         loader.close()
     return dict(result, checkpoint=meta["path"], variant=meta["variant"], model=meta["model"], data=data,
                 ema=use_ema)
+
+
+def checkpoint_normalization(meta):
+    """The Normalization a checkpoint's network was trained with (its metadata records it:
+    a converted published model's mean/std, a trained run's dataset's), or None."""
+    recorded = meta.get("normalization")
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        mean, std = tuple(float(v) for v in recorded["mean"]), tuple(float(v) for v in recorded["std"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Normalization(mean, std) if len(mean) == len(std) == 3 and min(std) > 0 else None

@@ -21,21 +21,25 @@ import time
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data_tools import DataError, Loader, open_dataset
+from data_tools.spec import spec_kind
 
 from .._files import WriteError, make_dirs, write_json
-from ..model import build_model, canonical_variant
+from ..model import DEFAULT_BN_EPS, DEFAULT_PADDING, SCALING, build_model, canonical_model, canonical_variant
 from ..plotting import plot_metrics
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from ..weights.transfer import load_matching
+from .checkpoint import CheckpointError, checkpoint_meta, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, config_differences
-from .evaluation import evaluate
+from .evaluation import checkpoint_normalization, evaluate
 from .metrics_file import MetricsLog
 from .runtime import make_runtime
 from .schedule import learning_rate
-from .state import state_from_tensors, state_to_tensors
-from .step import StepOptions, init_state, make_eval_step, make_train_step
+from .state import model_options, model_weights, state_from_tensors, state_to_tensors
+from .step import StepOptions, init_state, make_eval_step, make_train_step, trainable_names
 
-# What a checkpoint must share with the run that resumes it.
-IDENTITY_KEYS = ("variant", "model", "num_classes", "width", "depth")
+# What a checkpoint must share with the run that resumes it (a checkpoint older than a key
+# holds the key's default).
+IDENTITY_KEYS = ("variant", "model", "num_classes", "width", "depth", "padding", "bn_eps")
+IDENTITY_DEFAULTS = dict(padding=DEFAULT_PADDING, bn_eps=DEFAULT_BN_EPS)
 
 
 class TrainingError(RuntimeError):
@@ -54,6 +58,9 @@ def train(cfg):
         _check_batch_split(cfg.batch_size, runtime)
         workdir = cfg.workdir or default_workdir(cfg)
         _check_workdir(workdir, cfg)
+        # ---- the weights to start from, and the padding and BN eps they were trained with
+        resuming = cfg.resume and latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
+        start = StartingPoint(cfg, runtime, workdir, resuming)
         # ---- data: each host reads only its shard of every global batch
         train_loader, eval_loader = _open_loaders(cfg, runtime)
     except (ValueError, OSError) as e:  # DataError and CheckpointError are ValueErrors
@@ -67,18 +74,23 @@ def train(cfg):
     # ---- model, optimizer, the two steps
     net = build_model(canonical_variant(cfg.variant), cfg.model, train_loader.num_classes, cfg.init, cfg.seed,
                       backend=cfg.backend, bn_momentum=cfg.bn_momentum, dropout=cfg.dropout,
-                      drop_connect=cfg.drop_connect, width=cfg.width, depth=cfg.depth)
-    optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()], cfg.momentum, cfg.weight_decay)
-    options = StepOptions(cfg.label_smoothing, runtime.compute_dtype, cfg.ema_decay)
+                      drop_connect=cfg.drop_connect, width=cfg.width, depth=cfg.depth, padding=start.padding,
+                      bn_eps=start.bn_eps)
+    if start.weights is not None:
+        say(f"init from {start.path}: {load_matching(net, start.weights).describe()}")
+        start.weights = None  # the network holds what it needs; let the rest go
+    optimizer = runtime.make_optimizer(trainable_names(net, cfg.freeze_backbone), cfg.momentum, cfg.weight_decay)
+    options = StepOptions(cfg.label_smoothing, runtime.compute_dtype, cfg.ema_decay, cfg.freeze_backbone)
     train_step = runtime.compile_train_step(make_train_step(net, optimizer, options))
     eval_step = runtime.compile_eval_step(make_eval_step(net, options))
-    identity = dict(variant=net.variant, model=net.model_name, num_classes=net.num_classes, width=cfg.width,
-                    depth=cfg.depth, class_names=list(train_loader.class_names), image_size=cfg.image_size,
-                    data=cfg.data)
+    # Pixels are normalised as the weights were trained: a converted model's mean/std on photos.
+    normalization = start.normalization or train_loader.normalization
+    identity = dict(net.model_options(), class_names=list(train_loader.class_names), image_size=cfg.image_size,
+                    data=cfg.data, normalization=dict(mean=list(normalization.mean), std=list(normalization.std)))
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), runtime, identity, cfg, steps_per_epoch)
 
     # ---- where to start: step 0, or the latest checkpoint of the run being resumed
-    state, step = init_state(net, optimizer, ema=cfg.ema_decay > 0), 0
+    state, step = init_state(net, optimizer, ema=cfg.ema_decay > 0, freeze_backbone=cfg.freeze_backbone), 0
     if cfg.resume and checkpoints.latest() is not None:
         try:
             state, step = checkpoints.restore(state)
@@ -111,7 +123,8 @@ def train(cfg):
         return s >= total_steps or (not mid_epoch and epochs_done % cfg.eval_every == 0)
 
     def run_eval(weights):
-        return evaluate(runtime, eval_step, weights["params"], weights["buffers"], eval_loader, cfg.eval_examples)
+        return evaluate(runtime, eval_step, weights["params"], weights["buffers"], eval_loader, cfg.eval_examples,
+                        normalization)
 
     recorder = StepRecorder(runtime, log, cfg, steps_per_epoch, lr_at, checkpoints)
     progress = _progress_bar(total_steps, step, runtime.is_main)
@@ -120,7 +133,7 @@ def train(cfg):
         while step < total_steps:
             epoch, in_epoch = divmod(step, steps_per_epoch)
             for batch in train_loader.batches(epoch, in_epoch):
-                images, labels, _ = runtime.put_batch(batch, train_loader.batch_shape, train_loader.normalization)
+                images, labels, _ = runtime.put_batch(batch, train_loader.batch_shape, normalization)
                 state, metrics = train_step(state, images, labels, runtime.step_key(cfg.seed, step), lr_at(step))
                 recorder.issued(step, metrics)
                 step += 1
@@ -257,6 +270,58 @@ def _progress_bar(total, initial, enabled):
                 desc="train", file=sys.stderr)
 
 
+class StartingPoint:
+    """Where the network's weights and arithmetic come from, read before anything is written.
+
+    A resumed run: its own latest checkpoint (the --init-from file is not read again and
+    may be gone). A run with --init-from: that checkpoint, which must be of the same width
+    and depth (the variant and class count may differ: what fits is loaded). Otherwise the
+    defaults. `padding` and `bn_eps` always come with the weights, and so does the pixels'
+    mean/std when the run's data is of the kind they were trained on (photos, or
+    Fashion-MNIST): None leaves the dataset's own."""
+
+    def __init__(self, cfg, runtime, workdir, resuming):
+        self.path, self.weights, self.normalization = None, None, None
+        self.padding, self.bn_eps = DEFAULT_PADDING, DEFAULT_BN_EPS
+        if resuming:
+            meta = checkpoint_meta(latest_checkpoint(os.path.join(workdir, "checkpoints")))
+        elif cfg.init_from:
+            self.path = cfg.init_from
+            tensors, meta = load_checkpoint(self.path, runtime.backend)
+            if not any(name.startswith("params/") for name in tensors):
+                raise ValueError(f"--init-from {self.path} holds no model weights (no params/ tensors): give a "
+                                 "tinyeffnet checkpoint (published weights: python -m tinyeffnet.convert first)")
+            _check_same_network(cfg, meta, self.path)
+            self.weights = model_weights(tensors)
+        else:
+            return
+        options = model_options(meta)
+        self.padding, self.bn_eps = options["padding"], options["bn_eps"]
+        if spec_kind(cfg.data) == spec_kind(meta.get("data", "default")):
+            self.normalization = checkpoint_normalization(meta)
+
+
+def _multipliers(model, width, depth):
+    """(width, depth) a network is built with: the model's own unless overridden."""
+    own_width, own_depth = SCALING[model][:2]
+    return (own_width if width is None else width, own_depth if depth is None else depth)
+
+
+def _check_same_network(cfg, meta, path):
+    """An --init-from checkpoint of another width or depth has other shapes almost
+    everywhere: refuse it, naming the flags that build its network."""
+    try:
+        model = canonical_model(meta.get("model", "b0"))
+    except ValueError as e:
+        raise ValueError(f"--init-from {path}: {e}") from None
+    have = _multipliers(model, meta.get("width"), meta.get("depth"))
+    if have != _multipliers(canonical_model(cfg.model), cfg.width, cfg.depth):
+        flags = " ".join([f"--model {model}"] + [f"--{k} {meta[k]}" for k in ("width", "depth")
+                                                 if meta.get(k) is not None])
+        raise ValueError(f"--init-from {path} holds a {model} network (width {have[0]:g}, depth {have[1]:g}) and this "
+                         f"run builds another: train with {flags}")
+
+
 class Checkpoints:
     """The run's checkpoints/ folder: save the state now and then, restore the latest."""
 
@@ -282,8 +347,9 @@ class Checkpoints:
         path = self.latest()
         tensors, meta = load_checkpoint(path, self.runtime.backend)
         for key in IDENTITY_KEYS:
-            if meta.get(key) != self.identity[key]:
-                raise ValueError(f"--resume: {path} is a checkpoint of {key} {meta.get(key)!r}, this run has "
+            have = meta.get(key, IDENTITY_DEFAULTS.get(key))
+            if have != self.identity[key]:
+                raise ValueError(f"--resume: {path} is a checkpoint of {key} {have!r}, this run has "
                                  f"{self.identity[key]!r}; use another --workdir or the same {key}")
         self.restored_from = path
         return self.runtime.put_state(state_from_tensors(template, tensors, path)), int(meta["step"])

@@ -99,6 +99,14 @@ def model_weights(tensors, ema=False):
     return out
 
 
+def model_options(meta):
+    """build_model's keyword options recorded in a checkpoint's metadata; a checkpoint written
+    before padding and BN eps were recorded computes with the defaults (SAME, 1e-3)."""
+    from ..model import DEFAULT_BN_EPS, DEFAULT_PADDING
+    return dict(width=meta.get("width"), depth=meta.get("depth"), padding=meta.get("padding") or DEFAULT_PADDING,
+                bn_eps=meta.get("bn_eps") or DEFAULT_BN_EPS)
+
+
 def load_model(path, backend="python", use_ema=False):
     """(model in eval mode, checkpoint metadata) from a checkpoint file or work directory."""
     from ..model import build_model
@@ -111,8 +119,7 @@ def load_model(path, backend="python", use_ema=False):
             raise CheckpointError(f"{path} has no {key!r} in its metadata: not a tinyeffnet training checkpoint")
     if use_ema and not any(k.startswith("ema/") for k in tensors):
         raise CheckpointError(f"{path} holds no EMA weights (the run had --ema-decay 0): drop --ema")
-    net = build_model(meta["variant"], meta["model"], meta["num_classes"], backend=b,
-                      width=meta.get("width"), depth=meta.get("depth"))
+    net = build_model(meta["variant"], meta["model"], meta["num_classes"], backend=b, **model_options(meta))
     try:
         net.load_state_dict(model_weights(tensors, use_ema))
     except (KeyError, ValueError) as e:

@@ -19,11 +19,24 @@ from .state import state_to_tensors
 
 @dataclass(frozen=True)
 class StepOptions:
-    """What the step computes besides the model: the loss and the arithmetic."""
+    """What the step computes besides the model: the loss, the arithmetic, what trains."""
     label_smoothing: float = 0.0
     compute_dtype: str = None       # None: the backend's own float; bfloat16 keeps float32 masters,
                                     # BN statistics and loss
     ema_decay: float = 0.0          # 0: no moving average of the weights
+    freeze_backbone: bool = False   # only the classifier trains; the backbone runs as at eval time
+
+
+def trainable_names(net, freeze_backbone=False):
+    """The parameters the optimizer updates: all, or with a frozen backbone the classifier's.
+
+    Frozen parameters get no update at all (not a zero gradient: weight decay and momentum
+    would still move them), so they stay bit for bit as loaded; on JAX their gradients are
+    then unused and XLA drops the backbone's backward pass."""
+    names = [n for n, _ in net.named_parameters()]
+    if not freeze_backbone:
+        return names
+    return [n for n in names if n.split(".")[0] == net.CLASSIFIER]
 
 
 def _logits(net, images, options, key=None):
@@ -37,8 +50,12 @@ def forward_loss(net, params, buffers, images, labels, key=None, options=StepOpt
     """Training-mode forward with `params` bound: (loss, logits, leaves, new buffers).
 
     `leaves` are the parameter Tensors whose .grad a backward fills; the new buffers are
-    the BN moving statistics this batch updated."""
-    net.train()
+    the BN moving statistics this batch updated (with a frozen backbone: none, see
+    EfficientNet.train_classifier_only)."""
+    if options.freeze_backbone:
+        net.train_classifier_only()
+    else:
+        net.train()
     with net.bind(params, buffers) as leaves:
         logits = _logits(net, images, options, key)
         loss = F.cross_entropy(logits, labels, options.label_smoothing)
@@ -53,11 +70,13 @@ def gradients(net, params, buffers, images, labels, key=None, options=StepOption
     return loss.data, logits.data, {n: leaves[n].grad.data for n in params}, new_buffers
 
 
-def init_state(net, optimizer, ema=False):
-    """A fresh training state from the model's arrays."""
+def init_state(net, optimizer, ema=False, freeze_backbone=False):
+    """A fresh training state from the model's arrays; the optimizer state covers the
+    parameters that train (trainable_names)."""
     params = {n: p.data for n, p in net.named_parameters()}
     buffers = {n: b.data for n, b in net.named_buffers()}
-    state = dict(params=params, buffers=buffers, opt_state=optimizer.init(params))
+    trained = {n: params[n] for n in trainable_names(net, freeze_backbone)}
+    state = dict(params=params, buffers=buffers, opt_state=optimizer.init(trained))
     if ema:
         state["ema"] = dict(params=dict(params), buffers=dict(buffers))
     return state
@@ -66,15 +85,20 @@ def init_state(net, optimizer, ema=False):
 def make_train_step(net, optimizer, options=StepOptions()):
     """train_step(state, images, labels, key, lr) -> (new state, metrics)."""
     backend = net.backend
+    trained = trainable_names(net, options.freeze_backbone)
 
     def train_step(state, images, labels, key, lr):
         loss, logits, grads, buffers = gradients(net, state["params"], state["buffers"], images, labels, key,
                                                  options)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = apply_updates(backend, state["params"], updates, lr)
+        current = {n: state["params"][n] for n in trained}
+        updates, opt_state = optimizer.update({n: grads[n] for n in trained}, state["opt_state"], current)
+        params = {**state["params"], **apply_updates(backend, current, updates, lr)}
         new = dict(params=params, buffers=buffers, opt_state=opt_state)
         if "ema" in state:
-            new["ema"] = ema_update(backend, state["ema"], dict(params=params, buffers=buffers), options.ema_decay)
+            # What does not change is not averaged either: d * x + (1 - d) * x may round off x.
+            moving = dict(params={n: params[n] for n in trained}, buffers={} if options.freeze_backbone else buffers)
+            averaged = ema_update(backend, state["ema"], moving, options.ema_decay)
+            new["ema"] = {group: {**state["ema"][group], **averaged[group]} for group in ("params", "buffers")}
         metrics = batch_metrics(backend, loss, logits, labels)
         metrics["finite"] = all_finite(backend, list(state_to_tensors(new).values()))
         return new, metrics

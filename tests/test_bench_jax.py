@@ -1,0 +1,52 @@
+"""`python -m tinyeffnet.bench --backend jax --variant V`: both steps timed, XLA's memory and
+cost analyses of both programs reported, the conv formulations chosen by flag and put back.
+
+A reduced-width B0 keeps the two compiles short (one pair of them for the whole file); the
+full-size figures are in the README."""
+import json
+
+import pytest
+
+jax = pytest.importorskip("jax")
+
+from backends import get_backend  # noqa: E402
+from tinyeffnet import bench  # noqa: E402
+from tinyeffnet.benchmarks import jax_step  # noqa: E402
+from tinyeffnet.model import build_model  # noqa: E402
+
+
+@pytest.fixture
+def small_b0(monkeypatch):
+    monkeypatch.setattr(jax_step, "build_model",
+                        lambda variant, model, classes, backend: build_model(variant, model, classes, backend=backend,
+                                                                              width=0.25, depth=0.1))
+
+
+def _bench(capsys, *flags):
+    argv = ["--backend", "jax", "--variant", "base", "--image-size", "16", "--batch-size", "2",
+            "--num-classes", "3", "--json", *flags]
+    assert bench.main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_reports_speed_and_xla_analyses_of_both_steps(small_b0, capsys):
+    jb = get_backend("jax")
+    before = (jb.depthwise_taps, jb.dense_matmul)
+    r = _bench(capsys, "--steps", "1", "--depthwise", "conv", "--dense", "conv")
+    assert r["formulation"] == {"depthwise": "conv", "dense": "conv"}
+    for who in ("custom", "jaxgrad"):
+        assert r[f"{who}_img_per_s"] > 0 and r[f"{who}_compile_s"] > 0
+        assert r[f"{who}_temp_bytes"] > 0 and r[f"{who}_bytes_accessed"] > 0 and r[f"{who}_flops"] > 0
+    assert r["ratio"] == pytest.approx(r["custom_img_per_s"] / r["jaxgrad_img_per_s"])
+    assert (jb.depthwise_taps, jb.dense_matmul) == before, "the backend's own choice must be put back"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "python", "--variant", "base", "--depthwise", "conv"], "need --backend jax"),
+    (["--backend", "jax", "--variant", "base", "--steps", "-1"], "--steps not negative"),
+])
+def test_bad_flags_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and message in err[0], err
