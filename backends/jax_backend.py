@@ -309,17 +309,23 @@ def _depthwise_taps(x, w, stride, padding):
 
 
 def _depthwise_taps_grad_input(dy, w, x_shape, stride, padding):
-    # Tap (ky, kx) sent x_pad[oy*s + ky, ox*s + kx] to y[oy, ox]: send dy * w back there.
+    kh, kw = w.shape[:2]
+    return _add_back_taps(lambda ky, kx: dy * w[ky, kx, 0], kh, kw, x_shape, stride, padding)
+
+
+def _add_back_taps(tap_grad, kh, kw, x_shape, stride, padding):
+    """dL/dx from each kernel tap's (n, oh, ow, c) window gradient `tap_grad(ky, kx)`.
+
+    Tap (ky, kx) sent x_pad[oy*s + ky, ox*s + kx] to y[oy, ox]: its gradient goes back there."""
     (top, bottom), (left, right) = padding
     _, h, wd, _ = x_shape
-    kh, kw = w.shape[:2]
     hp, wp = h + top + bottom, wd + left + right
-    spread = _pad_hw(dy, ((0, 0), (0, 0)), interior=stride - 1)
-    sh, sw = spread.shape[1:3]
     dxp = None
     for ky in range(kh):
         for kx in range(kw):
-            term = _pad_hw(spread * w[ky, kx, 0], ((ky, hp - ky - sh), (kx, wp - kx - sw)))
+            spread = _pad_hw(tap_grad(ky, kx), ((0, 0), (0, 0)), interior=stride - 1)
+            sh, sw = spread.shape[1:3]
+            term = _pad_hw(spread, ((ky, hp - ky - sh), (kx, wp - kx - sw)))
             dxp = term if dxp is None else dxp + term
     return dxp[:, top:top + h, left:left + wd, :]
 
@@ -360,13 +366,6 @@ def _patches_grad(d_patches, x_shape, w_shape, stride, padding):
     if _is_pointwise(kh, kw, stride, padding):
         return d_patches.reshape(x_shape)
     (top, bottom), (left, right) = padding
-    hp, wp = h + top + bottom, wd + left + right
-    oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    oh, ow = (h + top + bottom - kh) // stride + 1, (wd + left + right - kw) // stride + 1
     windows = d_patches.reshape(n, oh, ow, kh * kw, cin)
-    dxp = None
-    for i, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
-        spread = _pad_hw(windows[:, :, :, i, :], ((0, 0), (0, 0)), interior=stride - 1)
-        sh, sw = spread.shape[1:3]
-        term = _pad_hw(spread, ((ky, hp - ky - sh), (kx, wp - kx - sw)))
-        dxp = term if dxp is None else dxp + term
-    return dxp[:, top:top + h, left:left + wd, :]
+    return _add_back_taps(lambda ky, kx: windows[:, :, :, ky * kw + kx, :], kh, kw, x_shape, stride, padding)
