@@ -22,6 +22,8 @@ libraries do well; the tests check each formulation against the plain one):
   (N*H*W, C_in) x (C_in, C_out) product as it stands; a k x k conv (the stem) multiplies
   the k*k strided windows side by side ("im2col"). On B0's shapes this is 2-10x faster
   than XLA's CPU convolution, forward and backward (`dense_matmul` overrides the choice).
+The commands also run with huge pages for the host's large blocks (`backends/host_memory.py`:
+a third of the CPU step's time went to faulting in its scratch memory, 4 KiB at a time).
 
 No numpy in this module (the project is NumPy-free): host data comes in through
 `array.array` bytes and `jnp.frombuffer`.

@@ -11,7 +11,7 @@ from tinyeffnet.nn import Conv2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "tinyeffnet")
-COMMANDS = {"train", "evaluate", "predict", "summary", "ablation", "bench", "convert"}
+COMMANDS = {"train", "evaluate", "predict", "summary", "ablation", "bench", "convert", "probe"}
 
 
 def _imports(path, module):

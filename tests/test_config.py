@@ -39,6 +39,7 @@ BAD_FLAGS = [
     (["--cosine-epochs", "0"], "--cosine-epochs must be a finite number above 0"),
     (["--warmup-epochs", "-1"], "--warmup-epochs must be a finite number, 0 or more"),
     (["--weight-decay", "nan"], "--weight-decay must be a finite number, 0 or more"),
+    (["--clip-grad-norm", "-1"], "--clip-grad-norm must be a finite number, 0 or more"),
     (["--momentum", "1.0"], "--momentum must be in [0, 1)"),
     (["--bn-momentum", "-0.1"], "--bn-momentum must be in [0, 1)"),
     (["--width", "0"], "--width must be a finite number above 0"),

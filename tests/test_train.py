@@ -52,7 +52,8 @@ def test_a_run_writes_metrics_plot_summary_and_checkpoints(finished_run):
     records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     steps = [r for r in records if r["kind"] == "step"]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
-    assert all({"loss", "lr", "top1", "top5", "images_per_s"} <= set(r) for r in steps)
+    assert all({"loss", "lr", "top1", "top5", "grad_norm", "images_per_s"} <= set(r) for r in steps)
+    assert all(r["grad_norm"] > 0 for r in steps)
     assert any(r["kind"] == "epoch" and "eval_top1" in r for r in records)
     from PIL import Image
     assert Image.open(workdir / "curves.png").size[0] > 400
@@ -131,6 +132,21 @@ def test_jax_checkpoint_predicts_the_same_classes_on_the_python_backend(finished
         logits = Tensor(net(Tensor(x, b)).data, b).tolist()
         classes.append([row.index(max(row)) for row in logits])
     assert classes[0] == classes[1]
+
+
+def test_probe_cli_on_two_checkpoints_of_a_run(finished_run):
+    workdir, _ = finished_run
+    first = workdir / "checkpoints" / "step-00000003.safetensors"
+    out = run(["tinyeffnet.probe", "--checkpoint", str(first), str(workdir), "--batch-size", "8", "--json"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    reports = [_strict_json(line) for line in out.stdout.strip().splitlines()]
+    assert [r["step"] for r in reports] == [3, 6] and all(r["variant"] == "base" for r in reports)
+    for report in reports:
+        assert len(report["blocks"]) > 1 and all(b["out_rms"] > 0 for b in report["blocks"])
+        assert all(0.0 < b["gate_mean"] < 1.0 for b in report["blocks"])  # base: SE in every block
+    out = run(["tinyeffnet.probe", "--checkpoint", str(workdir), "--batch-size", "8"])
+    assert out.returncode == 0 and "| block | stage | SE |" in out.stdout, out.stderr[-3000:]
+    _one_line_error(run(["tinyeffnet.probe", "--checkpoint", str(workdir / "nothing-here")]), "error:")
 
 
 def test_evaluate_and_predict_clis(finished_run, tmp_path):

@@ -93,3 +93,38 @@ def test_the_steps_finiteness_flag_covers_every_array_it_writes(group):
     huge = state_to_tensors(state)
     huge[names[0]] = PY.from_flat([1e308, 1e308], (2,))  # finite values whose sum overflows
     assert PY.to_flat(all_finite(PY, list(huge.values()))) == [1.0]
+
+
+def test_global_norm_and_clipping():
+    from tinyeffnet.training.metrics import global_norm
+    from tinyeffnet.training.step import clip_by_global_norm
+    grads = {"a": PY.from_flat([3.0, 0.0], (2,)), "b": PY.from_flat([4.0, 0.0, 0.0, 12.0], (2, 2))}
+    norm = global_norm(PY, list(grads.values()))
+    assert PY.to_flat(norm) == [13.0]
+    same = clip_by_global_norm(PY, grads, norm, 13.0)  # at the limit: unchanged
+    assert {n: PY.to_flat(g) for n, g in same.items()} == {n: PY.to_flat(g) for n, g in grads.items()}
+    clipped = clip_by_global_norm(PY, grads, norm, 6.5)  # half the norm: every gradient halved
+    assert PY.to_flat(clipped["a"]) == [1.5, 0.0] and PY.to_flat(clipped["b"]) == [2.0, 0.0, 0.0, 6.0]
+    assert PY.to_flat(global_norm(PY, list(clipped.values()))) == [6.5]
+
+
+def test_train_step_reports_the_gradient_norm_and_clips_to_it():
+    from tinyeffnet.model import build_model
+    from tinyeffnet.training.metrics import global_norm
+    from tinyeffnet.training.step import StepOptions, gradients, init_state, make_train_step
+    net = build_model("seend@all", num_classes=3, backend="python", width=0.1, depth=0.1, seed=0)
+    opt = NesterovSGD(PY, [n for n, _ in net.named_parameters()], momentum=0.0, weight_decay=0.0)
+    images = PY.normal(PY.key(1), (2, 16, 16, 3), "float64")
+    labels = PY.from_flat([0, 2], (2,), "int32")
+    state = init_state(net, opt)
+    _, _, grads, _ = gradients(net, state["params"], state["buffers"], images, labels, PY.key(0))
+    norm = PY.to_flat(global_norm(PY, list(grads.values())))[0]
+    assert norm > 0
+    for clip, scale in ((0.0, 1.0), (10 * norm, 1.0), (norm / 4, 0.25)):
+        step = make_train_step(net, opt, StepOptions(clip_grad_norm=clip))
+        new, metrics = step(init_state(net, opt), images, labels, PY.key(0), 1.0)
+        assert abs(PY.to_flat(metrics["grad_norm"])[0] - norm) < 1e-12 * norm  # before clipping
+        for name in ("stem_conv.weight", "fc.weight"):
+            moved = [p - q for p, q in zip(PY.to_flat(state["params"][name]), PY.to_flat(new["params"][name]))]
+            want = [scale * g for g in PY.to_flat(grads[name])]  # lr 1, no momentum, no decay: p - scale * g
+            assert max(abs(m - w) for m, w in zip(moved, want)) < 1e-12 * max(1.0, norm), (clip, name)

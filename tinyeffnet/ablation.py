@@ -9,6 +9,8 @@ tinyeffnet.experiments.ablation for how runs are planned and isolated.
 """
 import sys
 
+from backends.host_memory import run_with_huge_pages
+
 from .experiments.ablation import AblationError, ablate, parse_variants
 from .experiments.table2 import BASE, markdown_table, write_report
 from .model import VARIANTS
@@ -80,4 +82,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
     sys.exit(main())

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from backends import get_backend
+from backends.host_memory import run_with_huge_pages
 
 from ._cli import ArgumentParser
 from ._files import dumps
@@ -89,4 +90,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
     sys.exit(main())

@@ -6,6 +6,7 @@ evaluate any checkpoint: weights are stored as portable safetensors.
 """
 import sys
 
+from backends.host_memory import run_with_huge_pages
 from data_tools import DataError
 
 from ._cli import ArgumentParser
@@ -45,4 +46,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
     sys.exit(main())

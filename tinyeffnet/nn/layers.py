@@ -195,7 +195,10 @@ class SqueezeExcite(Module):
         self.reduce = Conv2d(channels, reduced, 1, bias=True, backend=backend, dtype=dtype)
         self.expand = Conv2d(reduced, channels, 1, bias=True, backend=backend, dtype=dtype)
 
-    def forward(self, x):
+    def gate(self, x):
+        """The gates, one per example and channel: (N, 1, 1, C), each in (0, 1)."""
         s = F.global_avg_pool(x, keepdims=True)
-        s = F.sigmoid(self.expand(F.swish(self.reduce(s))))
-        return x * s
+        return F.sigmoid(self.expand(F.swish(self.reduce(s))))
+
+    def forward(self, x):
+        return x * self.gate(x)

@@ -107,6 +107,8 @@ class TrainConfig:
     dropout: float = field(default=None, metadata=dict(help="dropout before the FC layer"))
     drop_connect: float = field(default=None, metadata=dict(help="stochastic-depth rate of the last block"))
     bn_momentum: float = field(default=None, metadata=dict(help="batch-norm moving-average momentum"))
+    clip_grad_norm: float = field(default=0.0, metadata=dict(
+        help="scale each step's gradients down to at most this global L2 norm (0: no clipping)"))
     init: str = field(default="xavier", metadata=dict(help="xavier (the paper) or tf (official EfficientNet)"))
     ema_decay: float = field(default=0.0, metadata=dict(
         help="exponential moving average of weights, e.g. 0.9999, evaluated beside the raw weights (0: off)"))
@@ -185,7 +187,7 @@ class TrainConfig:
         for name in ("lr", "cosine_epochs"):
             if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
                 fail(name, "must be a finite number above 0")
-        for name in ("warmup_epochs", "weight_decay"):
+        for name in ("warmup_epochs", "weight_decay", "clip_grad_norm"):
             if not _finite(getattr(self, name)) or getattr(self, name) < 0:
                 fail(name, "must be a finite number, 0 or more")
         for name in ("width", "depth"):

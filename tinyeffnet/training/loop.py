@@ -80,7 +80,8 @@ def train(cfg):
         say(f"init from {start.path}: {load_matching(net, start.weights).describe()}")
         start.weights = None  # the network holds what it needs; let the rest go
     optimizer = runtime.make_optimizer(trainable_names(net, cfg.freeze_backbone), cfg.momentum, cfg.weight_decay)
-    options = StepOptions(cfg.label_smoothing, runtime.compute_dtype, cfg.ema_decay, cfg.freeze_backbone)
+    options = StepOptions(cfg.label_smoothing, runtime.compute_dtype, cfg.ema_decay, cfg.freeze_backbone,
+                          cfg.clip_grad_norm)
     train_step = runtime.compile_train_step(make_train_step(net, optimizer, options))
     eval_step = runtime.compile_eval_step(make_eval_step(net, options))
     # Pixels are normalised as the weights were trained: a converted model's mean/std on photos.
@@ -402,7 +403,7 @@ class StepRecorder:
         if (at + 1) % self.cfg.log_every == 0:
             self.log.write(dict(kind="step", step=at + 1, epoch=(at + 1) / self.steps_per_epoch, loss=values["loss"],
                                 lr=self.lr_at(at), top1=values["top1"], top5=values["top5"],
-                                images_per_s=self.images_per_s))
+                                grad_norm=values["grad_norm"], images_per_s=self.images_per_s))
         self.last = values
 
     def show(self, progress, step, lr):

@@ -32,6 +32,16 @@ def batch_metrics(backend, loss, logits, labels):
     return dict(loss=loss, top1=mean(correct[1]), top5=mean(correct[5]))
 
 
+def global_norm(backend, arrays):
+    """The L2 norm of all arrays together, sqrt(sum of every element squared), as a scalar in
+    the first array's dtype."""
+    total = None
+    for a in arrays:
+        s = backend.reshape(backend.sum(backend.mul(a, a), tuple(range(len(backend.shape(a))))), (1,))
+        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
+    return backend.reshape(backend.sqrt(total), ())
+
+
 def all_finite(backend, arrays):
     """1.0 if no array holds a NaN or an infinity, else 0.0.
 

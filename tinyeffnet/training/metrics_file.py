@@ -1,6 +1,7 @@
 """metrics.jsonl: one JSON record per line, appended and fsynced, so a crash loses at most
 the line being written. Records: {"kind": "step", "step", "epoch", "loss", "lr", "top1",
-"top5", "images_per_s"} every --log-every steps and {"kind": "epoch", "eval_top1", ...}
+"top5", "grad_norm", "images_per_s"} every --log-every steps (grad_norm: the global L2 norm
+of the loss gradient, before clipping) and {"kind": "epoch", "eval_top1", ...}
 after each evaluation.
 """
 import json

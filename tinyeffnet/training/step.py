@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..engine import functional as F
 from ..engine.tensor import Tensor
-from .metrics import all_finite, batch_metrics, topk_correct
+from .metrics import all_finite, batch_metrics, global_norm, topk_correct
 from .optimizer import apply_updates
 from .state import state_to_tensors
 
@@ -25,6 +25,7 @@ class StepOptions:
                                     # BN statistics and loss
     ema_decay: float = 0.0          # 0: no moving average of the weights
     freeze_backbone: bool = False   # only the classifier trains; the backbone runs as at eval time
+    clip_grad_norm: float = 0.0     # > 0: scale the gradients down to at most this global L2 norm
 
 
 def trainable_names(net, freeze_backbone=False):
@@ -91,7 +92,11 @@ def make_train_step(net, optimizer, options=StepOptions()):
         loss, logits, grads, buffers = gradients(net, state["params"], state["buffers"], images, labels, key,
                                                  options)
         current = {n: state["params"][n] for n in trained}
-        updates, opt_state = optimizer.update({n: grads[n] for n in trained}, state["opt_state"], current)
+        grads = {n: grads[n] for n in trained}
+        grad_norm = global_norm(backend, list(grads.values()))
+        if options.clip_grad_norm:
+            grads = clip_by_global_norm(backend, grads, grad_norm, options.clip_grad_norm)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], current)
         params = {**state["params"], **apply_updates(backend, current, updates, lr)}
         new = dict(params=params, buffers=buffers, opt_state=opt_state)
         if "ema" in state:
@@ -100,10 +105,22 @@ def make_train_step(net, optimizer, options=StepOptions()):
             averaged = ema_update(backend, state["ema"], moving, options.ema_decay)
             new["ema"] = {group: {**state["ema"][group], **averaged[group]} for group in ("params", "buffers")}
         metrics = batch_metrics(backend, loss, logits, labels)
+        metrics["grad_norm"] = grad_norm  # of the loss gradient, before clipping and weight decay
         metrics["finite"] = all_finite(backend, list(state_to_tensors(new).values()))
         return new, metrics
 
     return train_step
+
+
+def clip_by_global_norm(backend, grads, norm, max_norm):
+    """The gradients times max_norm / max(norm, max_norm): unchanged while their global norm is
+    at most max_norm, else scaled down to it (the direction is kept)."""
+    dtype = backend.dtype(norm)
+    limit = backend.full((), max_norm, dtype)
+    scale = backend.div(limit, backend.maximum(norm, limit))
+    return {n: backend.mul(g, backend.expand(backend.reshape(backend.astype(scale, backend.dtype(g)),
+                                                             (1,) * len(backend.shape(g))), backend.shape(g)))
+            for n, g in grads.items()}
 
 
 def make_eval_step(net, options=StepOptions()):
