@@ -43,7 +43,10 @@ def test_probe_matches_the_layers_called_by_hand(variant):
     params = {n: p.data for n, p in net.named_parameters()}
     buffers = {n: b.data for n, b in net.named_buffers()}
     want = _by_hand(net, images)
-    got = block_statistics(net, params, buffers, images, train=False)
+    got, logits = block_statistics(net, params, buffers, images, train=False)
+    assert net.training  # left in training mode, as found by the trainer
+    net.eval()
+    assert PY.to_flat(logits) == PY.to_flat(net(Tensor(images, PY)).data)  # the network's own forward
     assert len(got) == len(want) == len(net.blocks)
     for row, (rms, gate) in zip(got, want):
         assert abs(row["out_rms"] - rms) < 1e-12 * max(1.0, rms), row
@@ -53,4 +56,14 @@ def test_probe_matches_the_layers_called_by_hand(variant):
             assert abs(row["gate_mean"] - gate) < 1e-12, row
             assert 0.0 <= row["gate_low"] <= 1.0 and 0.0 <= row["gate_high"] <= 1.0
         assert row["bn2_var"] > 0 and row["bn2_gamma"] > 0
-    assert net.training  # left in training mode, as found by the trainer
+
+
+def test_probe_in_training_mode_uses_batch_statistics_without_noise():
+    net = build_model("seend@all", num_classes=3, backend="python", width=0.1, depth=0.1, seed=0, drop_connect=0.5)
+    images = PY.normal(PY.key(3), (2, 16, 16, 3), "float64")
+    params = {n: p.data for n, p in net.named_parameters()}
+    buffers = {n: b.data for n, b in net.named_buffers()}
+    first = block_statistics(net, params, buffers, images, train=True)[0]  # no key needed: no drop-connect
+    assert first == block_statistics(net, params, buffers, images, train=True)[0]
+    assert first != block_statistics(net, params, buffers, images, train=False)[0]
+    assert net.training

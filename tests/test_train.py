@@ -141,6 +141,7 @@ def test_probe_cli_on_two_checkpoints_of_a_run(finished_run):
     assert out.returncode == 0, out.stderr[-3000:]
     reports = [_strict_json(line) for line in out.stdout.strip().splitlines()]
     assert [r["step"] for r in reports] == [3, 6] and all(r["variant"] == "base" for r in reports)
+    assert all(r["images"] == 8 and 0.0 <= r["top1"] <= 1.0 for r in reports)
     for report in reports:
         assert len(report["blocks"]) > 1 and all(b["out_rms"] > 0 for b in report["blocks"])
         assert all(0.0 < b["gate_mean"] < 1.0 for b in report["blocks"])  # base: SE in every block

@@ -21,7 +21,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint files or work directories (best)")
     p.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST subset)")
     p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
-    p.add_argument("--batch-size", type=int, default=256, help="eval images probed (default 256)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="eval images probed, in one batch (default 256; the whole eval split if fewer)")
     p.add_argument("--mode", default="train", choices=("train", "eval"),
                    help="BN on the batch's statistics as in training (default) or on the moving ones")
     p.add_argument("--json", action="store_true", help="print one JSON object per checkpoint")
@@ -30,16 +31,16 @@ def main(argv=None):
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     for path in args.checkpoint:
         try:
-            rows, meta = probe_checkpoint(path, args.data, args.backend, args.batch_size, args.mode == "train")
+            rows, top1, meta = probe_checkpoint(path, args.data, args.backend, args.batch_size, args.mode == "train")
         except (ValueError, DataError, CheckpointError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         if args.json:
             print(dumps(dict(checkpoint=meta["path"], variant=meta["variant"], step=meta.get("step"),
-                             mode=args.mode, blocks=rows)))
+                             mode=args.mode, images=args.batch_size, top1=top1, blocks=rows)))
         else:
             print(f"{meta['variant']} {meta['path']} (step {meta.get('step')}), BN {args.mode} mode, "
-                  f"{args.batch_size} eval images:\n\n{format_rows(rows)}\n")
+                  f"{args.batch_size} eval images: top-1 {top1:.4f}\n\n{format_rows(rows)}\n")
     return 0
 
 

@@ -15,18 +15,25 @@ the JAX backend.
 import contextlib
 
 from ..engine.tensor import Tensor
+from ..nn.layers import BatchNorm2d
+from ..training.metrics import topk_correct
 
 GATE_LOW, GATE_HIGH = 0.05, 0.95
 
 
 def block_statistics(net, params, buffers, images, train=True):
-    """[{block, stage, se, skip, out_rms, gate_mean, gate_low, gate_high, bn2_var, bn2_gamma}]
-    for every block of `net` with the given arrays, on `images` (N, H, W, 3; normalised).
-    `train`: batch statistics in BN (as the training step sees it) or the moving ones."""
+    """([{block, stage, se, skip, out_rms, gate_mean, gate_low, gate_high, bn2_var, bn2_gamma}]
+    for every block of `net` with the given arrays, the logits) on `images` (N, H, W, 3;
+    normalised).
+    `train`: batch statistics in BN (as the training step sees it) or the moving ones; dropout
+    and drop-connect are off either way (the probe looks at the network, not at its noise)."""
     b = net.backend
 
     def compute(params, buffers, images):
-        net.train(train)
+        net.eval()
+        for _, module in net.named_modules():
+            if isinstance(module, BatchNorm2d):
+                object.__setattr__(module, "training", train)
         seen = {}
         with net.bind(params, buffers), _recording_se(net, seen):
             x = net.stem(Tensor(images, b))
@@ -34,6 +41,7 @@ def block_statistics(net, params, buffers, images, train=True):
             for block in net.blocks:
                 x = block(x)
                 outs.append(_mean(b, b.mul(x.data, x.data)))
+            logits = net.head(x).data
         net.train(True)
         rows = []
         for i, out in enumerate(outs):
@@ -41,13 +49,13 @@ def block_statistics(net, params, buffers, images, train=True):
             if i in seen:
                 row.update(_gate_stats(b, seen[i]))
             rows.append(row)
-        return rows
+        return rows, logits
 
     if b.name == "jax":
         import jax
-        rows = jax.jit(compute)(params, buffers, images)
+        rows, logits = jax.jit(compute)(params, buffers, images)
     else:
-        rows = compute(params, buffers, images)
+        rows, logits = compute(params, buffers, images)
     out = []
     for i, (block, row) in enumerate(zip(net.blocks, rows)):
         spec = block.spec
@@ -57,7 +65,7 @@ def block_statistics(net, params, buffers, images, train=True):
             values = b.to_flat(buffers[stat] if stat in buffers else params[stat])
             entry[name] = sum(abs(v) for v in values) / len(values)
         out.append(entry)
-    return out
+    return out, logits
 
 
 @contextlib.contextmanager
@@ -100,7 +108,10 @@ def _gate_stats(b, gate):
 
 def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=True):
     """block_statistics of a checkpoint's network on the first `batch_size` eval images of
-    `data`, normalised as the checkpoint records; (rows, checkpoint metadata)."""
+    `data`, normalised as the checkpoint records; (rows, top-1 on those images, metadata).
+
+    With `train`, BN normalises with the batch's own statistics: the top-1 then says what
+    the weights can do when the moving statistics are taken out of the picture."""
     from data_tools import DataError, Loader, open_dataset
     from ..training.evaluation import checkpoint_normalization
     from ..training.runtime import make_runtime
@@ -114,13 +125,17 @@ def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=
     loader = Loader(dataset, batch_size, workers=0)
     try:
         batch = next(iter(loader.batches(0)))
-        images, _, _ = runtime.put_batch(batch, loader.batch_shape,
+        images, labels, _ = runtime.put_batch(batch, loader.batch_shape,
                                          checkpoint_normalization(meta) or loader.normalization)
     finally:
         loader.close()
     params = {n: p.data for n, p in net.named_parameters()}
     buffers = {n: b.data for n, b in net.named_buffers()}
-    return block_statistics(net, params, buffers, images, train), meta
+    rows, logits = block_statistics(net, params, buffers, images, train)
+    n = batch.valid
+    correct = topk_correct(net.backend, logits, labels, (1,))[1]
+    top1 = sum(net.backend.to_flat(correct)[:n]) / n
+    return rows, top1, meta
 
 
 def format_rows(rows):
