@@ -32,14 +32,19 @@ def batch_metrics(backend, loss, logits, labels):
     return dict(loss=loss, top1=mean(correct[1]), top5=mean(correct[5]))
 
 
+def _sum_of_all(backend, arrays, each):
+    """sum(each(a)) over every element of every array, as a (1,) array in the first's dtype."""
+    total = None
+    for a in arrays:
+        s = backend.reshape(backend.sum(each(a), tuple(range(len(backend.shape(a))))), (1,))
+        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
+    return total
+
+
 def global_norm(backend, arrays):
     """The L2 norm of all arrays together, sqrt(sum of every element squared), as a scalar in
     the first array's dtype."""
-    total = None
-    for a in arrays:
-        s = backend.reshape(backend.sum(backend.mul(a, a), tuple(range(len(backend.shape(a))))), (1,))
-        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
-    return backend.reshape(backend.sqrt(total), ())
+    return backend.reshape(backend.sqrt(_sum_of_all(backend, arrays, lambda a: backend.mul(a, a))), ())
 
 
 def all_finite(backend, arrays):
@@ -47,9 +52,5 @@ def all_finite(backend, arrays):
 
     x * 0 is 0 for a finite x and NaN otherwise, so the sum of every array times 0 is 0
     exactly when all are finite (a plain sum could overflow to infinity)."""
-    total = None
-    for a in arrays:
-        zeros = backend.mul(a, backend.full(backend.shape(a), 0.0, backend.dtype(a)))
-        s = backend.reshape(backend.sum(zeros, tuple(range(len(backend.shape(a))))), (1,))
-        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
-    return backend.reshape(_is_zero(backend, total), ())
+    times_zero = lambda a: backend.mul(a, backend.full(backend.shape(a), 0.0, backend.dtype(a)))
+    return backend.reshape(_is_zero(backend, _sum_of_all(backend, arrays, times_zero)), ())
