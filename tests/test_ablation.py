@@ -172,17 +172,46 @@ def _fake_runs(spread):
                 for s in range(3)] for v, d in shifts.items()}
 
 
+def _recipe():
+    return dict(TrainConfig(lr=0.2, warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.1, dropout=0.2,
+                            drop_connect=0.2, bn_momentum=0.9, batch_size=16, image_size=16, epochs=1).__dict__)
+
+
 def test_report_separates_real_differences_from_spread(tmp_path):
     runs = _fake_runs(0.01)
-    recipe = dict(TrainConfig(lr=0.2, warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.1, dropout=0.2,
-                              drop_connect=0.2, bn_momentum=0.9, batch_size=16, image_size=16, epochs=1).__dict__)
-    t = build_table(runs, list(runs), recipe, 10)
+    t = build_table(runs, list(runs), _recipe(), 10)
     big, small = t["variants"]["seend@all"], t["variants"]["nose@noskip"]
     assert big["top1_std"] == pytest.approx(0.01) and big["delta_top1"] == pytest.approx(-0.05)
     assert big["delta_top1_exceeds_spread"] is True and small["delta_top1_exceeds_spread"] is False
     md = markdown(t)
     larger, within = md.split("Larger than the spread:")[1].split("Within the spread")
     assert "SEend@all" in larger and "noSE@noskip" not in larger and "noSE@noskip" in within
+    assert big["delta_top1_by_seed"] == {s: pytest.approx(-0.05) for s in range(3)}
+    assert "seed by seed -5.00, -5.00, -5.00" in larger
     assert "80.00 ± 1.00" in md
-    one = build_table({v: r[:1] for v, r in runs.items()}, list(runs), recipe, 10)
+    one = build_table({v: r[:1] for v, r in runs.items()}, list(runs), _recipe(), 10)
     assert "no error bars" in markdown(one) and one["variants"]["seend@all"]["delta_top1_exceeds_spread"] is None
+
+
+def test_report_judges_each_of_the_papers_orderings():
+    # paper top-1: base 77.2 > nose@noskip 77.1 > seend@all 76.2 > nose@all 75.8
+    shifts = {"base": 0.0, "nose@noskip": -0.001, "seend@all": -0.05, "nose@all": +0.05}
+    runs = {v: [dict(seed=s, top1=0.8 + d + 0.01 * (s - 1), top5=0.95) for s in range(3)] for v, d in shifts.items()}
+    t = build_table(runs, list(runs), _recipe(), 10)
+    verdicts = {(p["higher"], p["lower"]): p["verdict"] for p in t["paper_orderings"]}
+    assert verdicts == {("base", "nose@noskip"): "within the spread", ("base", "seend@all"): "reproduced",
+                        ("base", "nose@all"): "contradicted", ("nose@noskip", "seend@all"): "reproduced",
+                        ("nose@noskip", "nose@all"): "contradicted", ("seend@all", "nose@all"): "contradicted"}
+    pair = next(p for p in t["paper_orderings"] if p["lower"] == "seend@all" and p["higher"] == "base")
+    assert pair["paper_delta_top1"] == pytest.approx(1.0) and pair["delta_top1"] == pytest.approx(0.05)
+    md = markdown(t).split("## Against the paper's orderings")[1].split("## Cost")[0]
+    assert "Of the 6 pairs" in md and "2 are reproduced" in md and "3 are contradicted" in md and "1 are within" in md
+    assert "| EfficientNet-B0 > EfficientNet-B0-SEend@all | +1.0 | +5.00 | 2.83 | reproduced |" in md
+
+    # the paper's tie (SEend@noskip and noSE@noskip, both 77.1) is no ordering; one seed: directions only
+    one = {"seend@noskip": [dict(seed=0, top1=0.7, top5=0.9)], "nose@noskip": [dict(seed=0, top1=0.8, top5=0.9)],
+           "nose@all": [dict(seed=0, top1=0.75, top5=0.9)]}
+    t1 = build_table(one, list(one), _recipe(), 10)
+    assert {(p["higher"], p["lower"], p["verdict"]) for p in t1["paper_orderings"]} == {
+        ("seend@noskip", "nose@all", "opposite direction"), ("nose@noskip", "nose@all", "same direction")}
+    assert "1 go the same way here and 1 do not" in markdown(t1)

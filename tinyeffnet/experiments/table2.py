@@ -2,7 +2,8 @@
 
 `build_table(runs, ...)` turns finished runs into one JSON-ready object (per variant: exact
 parameter counts, top-1/top-5 per seed, mean, std, difference to base, the paper's figures,
-throughput, time, memory); `write_report(table, directory)` writes table2.json, table2.md
+throughput, time, memory; and every pair of variants the paper puts in an order, with
+whether ours reproduces it beyond the seed spread); `write_report(table, directory)` writes table2.json, table2.md
 and table2.png from it. Pure functions of their inputs: no training, no JAX.
 
 Accuracies are fractions (0..1) in the JSON, percentages in the Markdown and the chart;
@@ -86,9 +87,13 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
                                  delta_top5=round(paper[2] - PAPER_TABLE2[BASE][2], 2)))
     base = per_variant.get(BASE)
     for v, row in per_variant.items():
-        row.update(delta_top1=None, delta_top5=None, delta_top1_combined_std=None, delta_top1_exceeds_spread=None)
+        row.update(delta_top1=None, delta_top5=None, delta_top1_combined_std=None, delta_top1_exceeds_spread=None,
+                   delta_top1_by_seed=None)
         if base is None or not row["top1"] or not base["top1"]:
             continue
+        base_by_seed = dict(zip(base["seeds"], base["top1"]))  # same seed, same data order: compare pairwise too
+        row["delta_top1_by_seed"] = {s: t - base_by_seed[s] for s, t in zip(row["seeds"], row["top1"])
+                                     if s in base_by_seed}
         row["delta_top1"] = row["top1_mean"] - base["top1_mean"]
         row["delta_top5"] = row["top5_mean"] - base["top5_mean"]
         if v != BASE and row["top1_std"] is not None and base["top1_std"] is not None:
@@ -104,7 +109,33 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
                           "the 1000-class ImageNet head, the paper's setting"),
         spread_rule=(f"|delta_top1| > {SPREAD_FACTOR:g} x sqrt(std_variant^2 + std_base^2), sample std over "
                      "seeds; null with fewer than two seeds"),
-        variants=per_variant, failed=list(failed), notes=list(notes))
+        variants=per_variant, paper_orderings=paper_orderings(per_variant), failed=list(failed), notes=list(notes))
+
+
+def paper_orderings(per_variant):
+    """Every pair of variants that the paper's top-1 puts in an order (ties left out), the paper's higher
+    one first: the paper's difference, ours, our spread and a verdict. Beyond the spread (the rule of
+    the differences to base, applied to the pair): "reproduced" or "contradicted"; else "within the
+    spread". With one seed there is no spread: "same direction", "opposite direction" or "tied"."""
+    rows = [(v, r) for v, r in per_variant.items() if r["paper"] and r["top1"]]
+    out = []
+    for i, first in enumerate(rows):
+        for second in rows[i + 1:]:
+            (high, rh), (low, rl) = sorted((first, second), key=lambda vr: -vr[1]["paper"]["top1"])
+            paper = rh["paper"]["top1"] - rl["paper"]["top1"]
+            if paper == 0:
+                continue
+            ours = rh["top1_mean"] - rl["top1_mean"]
+            if rh["top1_std"] is None or rl["top1_std"] is None:
+                combined = None
+                verdict = "same direction" if ours > 0 else "opposite direction" if ours < 0 else "tied"
+            else:
+                combined = math.sqrt(rh["top1_std"] ** 2 + rl["top1_std"] ** 2)
+                verdict = ("within the spread" if abs(ours) <= SPREAD_FACTOR * combined
+                           else "reproduced" if ours > 0 else "contradicted")
+            out.append(dict(higher=high, lower=low, paper_delta_top1=round(paper, 2), delta_top1=ours,
+                            combined_std=combined, verdict=verdict))
+    return out
 
 
 # ------------------------------------------------------------------ Markdown
@@ -185,8 +216,9 @@ def _spread_section(table):
 
     def item(v):
         r = rows[v]
+        by_seed = ", ".join(_signed(d) for _, d in sorted(r["delta_top1_by_seed"].items(), key=lambda kv: int(kv[0])))
         return (f"{model_name(v, table['model'])}: Δ top-1 {_signed(r['delta_top1'])} points, "
-                f"2 x combined std {200 * r['delta_top1_combined_std']:.2f}")
+                f"2 x combined std {200 * r['delta_top1_combined_std']:.2f}; seed by seed {by_seed}")
 
     out = [f"Rule: a difference to base counts when |Δ top-1| > {SPREAD_FACTOR:g} x sqrt(std_variant² + "
            f"std_base²) (sample std over {len(table['seeds'])} seeds, same seeds for every variant)."]
@@ -196,6 +228,33 @@ def _spread_section(table):
     if unknown:
         out += ["", "Fewer than two finished seeds, not judged: " + ", ".join(unknown)]
     return out
+
+
+def _orderings_section(table):
+    pairs = table["paper_orderings"]
+    if not pairs:
+        return ["No two finished variants that the paper puts in an order."]
+    counts = {}
+    for p in pairs:
+        counts[p["verdict"]] = counts.get(p["verdict"], 0) + 1
+    if len(table["seeds"]) > 1:
+        summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
+                   f"out), {counts.get('reproduced', 0)} are reproduced here beyond the spread, "
+                   f"{counts.get('contradicted', 0)} are contradicted beyond it and "
+                   f"{counts.get('within the spread', 0)} are within the spread (not resolved by these seeds); "
+                   f"the rule is that of the differences to base, applied to each pair.")
+    else:
+        summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
+                   f"out), {counts.get('same direction', 0)} go the same way here and "
+                   f"{counts.get('opposite direction', 0) + counts.get('tied', 0)} do not; with one seed there is "
+                   "no spread to say which of these differences are real.")
+    lines = [summary, "", "| Paper: higher > lower | Paper Δ Top-1 | Our Δ Top-1 | 2 x combined std | Verdict |",
+             "|---|---:|---:|---:|---|"]
+    for p in pairs:
+        spread = "n/a" if p["combined_std"] is None else f"{100 * SPREAD_FACTOR * p['combined_std']:.2f}"
+        lines.append(f"| {model_name(p['higher'], table['model'])} > {model_name(p['lower'], table['model'])} "
+                     f"| {p['paper_delta_top1']:+.1f} | {_signed(p['delta_top1'])} | {spread} | {p['verdict']} |")
+    return lines
 
 
 def _cost_section(table):
@@ -223,6 +282,7 @@ def markdown(table):
            "in brackets our exact count of the same network with the 1000-class head.", "",
            markdown_table(table), "", "## Differences to base", ""]
     out += _spread_section(table)
+    out += ["", "## Against the paper's orderings", ""] + _orderings_section(table)
     out += ["", "## Cost", ""] + _cost_section(table)
     notes = list(table["notes"])
     for f in table["failed"]:
