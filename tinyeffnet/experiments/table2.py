@@ -2,13 +2,14 @@
 
 `build_table(runs, ...)` turns finished runs into one JSON-ready object (per variant: exact
 parameter counts, top-1/top-5 per seed, mean, std, difference to base, the paper's figures,
-throughput, time, memory; and every pair of variants the paper puts in an order, with
-whether ours reproduces it beyond the seed spread); `write_report(table, directory)` writes table2.json, table2.md
-and table2.png from it. Pure functions of their inputs: no training, no JAX.
+throughput, time, memory; and every pair of variants the paper puts in an order, with whether
+ours reproduces it beyond the seed spread); `write_report(table, directory)` writes table2.json,
+table2.md and table2.png from it. Pure functions of their inputs: no training, no JAX.
 
 Accuracies are fractions (0..1) in the JSON, percentages in the Markdown and the chart;
 the paper's figures are percentages everywhere (as printed in the paper).
 """
+import collections
 import math
 import os
 import statistics
@@ -96,10 +97,8 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
                                      if s in base_by_seed}
         row["delta_top1"] = row["top1_mean"] - base["top1_mean"]
         row["delta_top5"] = row["top5_mean"] - base["top5_mean"]
-        if v != BASE and row["top1_std"] is not None and base["top1_std"] is not None:
-            combined = math.sqrt(row["top1_std"] ** 2 + base["top1_std"] ** 2)
-            row["delta_top1_combined_std"] = combined
-            row["delta_top1_exceeds_spread"] = abs(row["delta_top1"]) > SPREAD_FACTOR * combined
+        if v != BASE:
+            row["delta_top1_combined_std"], row["delta_top1_exceeds_spread"] = _spread(row, base, row["delta_top1"])
     seeds = sorted({s for row in per_variant.values() for s in row["seeds"]})
     return dict(
         title="Table II: SE modules in EfficientNet, paper vs tinyeffnet",
@@ -110,6 +109,15 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
         spread_rule=(f"|delta_top1| > {SPREAD_FACTOR:g} x sqrt(std_variant^2 + std_base^2), sample std over "
                      "seeds; null with fewer than two seeds"),
         variants=per_variant, paper_orderings=paper_orderings(per_variant), failed=list(failed), notes=list(notes))
+
+
+def _spread(a, b, delta):
+    """(combined std of two variants' top-1, whether `delta` between them exceeds SPREAD_FACTOR times
+    it); (None, None) when either has fewer than two seeds."""
+    if a["top1_std"] is None or b["top1_std"] is None:
+        return None, None
+    combined = math.sqrt(a["top1_std"] ** 2 + b["top1_std"] ** 2)
+    return combined, abs(delta) > SPREAD_FACTOR * combined
 
 
 def paper_orderings(per_variant):
@@ -126,13 +134,11 @@ def paper_orderings(per_variant):
             if paper == 0:
                 continue
             ours = rh["top1_mean"] - rl["top1_mean"]
-            if rh["top1_std"] is None or rl["top1_std"] is None:
-                combined = None
+            combined, exceeds = _spread(rh, rl, ours)
+            if combined is None:
                 verdict = "same direction" if ours > 0 else "opposite direction" if ours < 0 else "tied"
             else:
-                combined = math.sqrt(rh["top1_std"] ** 2 + rl["top1_std"] ** 2)
-                verdict = ("within the spread" if abs(ours) <= SPREAD_FACTOR * combined
-                           else "reproduced" if ours > 0 else "contradicted")
+                verdict = "reproduced" if exceeds and ours > 0 else "contradicted" if exceeds else "within the spread"
             out.append(dict(higher=high, lower=low, paper_delta_top1=round(paper, 2), delta_top1=ours,
                             combined_std=combined, verdict=verdict))
     return out
@@ -216,7 +222,7 @@ def _spread_section(table):
 
     def item(v):
         r = rows[v]
-        by_seed = ", ".join(_signed(d) for _, d in sorted(r["delta_top1_by_seed"].items(), key=lambda kv: int(kv[0])))
+        by_seed = ", ".join(_signed(d) for d in r["delta_top1_by_seed"].values())  # runs are sorted by seed
         return (f"{model_name(v, table['model'])}: Δ top-1 {_signed(r['delta_top1'])} points, "
                 f"2 x combined std {200 * r['delta_top1_combined_std']:.2f}; seed by seed {by_seed}")
 
@@ -234,19 +240,17 @@ def _orderings_section(table):
     pairs = table["paper_orderings"]
     if not pairs:
         return ["No two finished variants that the paper puts in an order."]
-    counts = {}
-    for p in pairs:
-        counts[p["verdict"]] = counts.get(p["verdict"], 0) + 1
+    counts = collections.Counter(p["verdict"] for p in pairs)
     if len(table["seeds"]) > 1:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
-                   f"out), {counts.get('reproduced', 0)} are reproduced here beyond the spread, "
-                   f"{counts.get('contradicted', 0)} are contradicted beyond it and "
-                   f"{counts.get('within the spread', 0)} are within the spread (not resolved by these seeds); "
+                   f"out), {counts['reproduced']} are reproduced here beyond the spread, "
+                   f"{counts['contradicted']} are contradicted beyond it and "
+                   f"{counts['within the spread']} are within the spread (not resolved by these seeds); "
                    f"the rule is that of the differences to base, applied to each pair.")
     else:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
-                   f"out), {counts.get('same direction', 0)} go the same way here and "
-                   f"{counts.get('opposite direction', 0) + counts.get('tied', 0)} do not; with one seed there is "
+                   f"out), {counts['same direction']} go the same way here and "
+                   f"{counts['opposite direction'] + counts['tied']} do not; with one seed there is "
                    "no spread to say which of these differences are real.")
     lines = [summary, "", "| Paper: higher > lower | Paper Δ Top-1 | Our Δ Top-1 | 2 x combined std | Verdict |",
              "|---|---:|---:|---:|---|"]
