@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 from PIL import Image
@@ -29,9 +28,8 @@ FACTS_1000 = {"base": 5_288_548, "nose@all": 4_652_008}  # paper: 5.29M and 4.65
 def _cli(workdir, *extra, env=None):
     cmd = [sys.executable, "-m", "tinyeffnet.ablation", "--variants", ",".join(VARIANTS_RUN), "--workdir",
            str(workdir)] + TINY + list(extra)
-    start = time.time()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
-    return done, time.time() - start
+    # The timeout guards a hang only; how fast a run is belongs in the benchmarks.
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +43,11 @@ def ablation(tmp_path_factory, request):
         # JAX's persistent compilation cache (keyed by program and jax version) in .pytest_cache: the first
         # session compiles B0 (minutes on a busy 2-core CPU), later ones load the compiled programs.
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache.mkdir("jax-compilation-cache"))
-    done, seconds = _cli(workdir, env=env)
+    done = _cli(workdir, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with open(workdir / "table2.json") as f:
         table = json.load(f)
-    return dict(workdir=workdir, out=done.stdout, table=table, seconds=seconds)
+    return dict(workdir=workdir, out=done.stdout, table=table)
 
 
 def test_files_and_progress(ablation):
@@ -115,11 +113,10 @@ def test_rerun_trains_nothing(ablation):
     w = ablation["workdir"]
     summaries = [w / v / "seed-0" / "summary.json" for v in VARIANTS_RUN]
     before = [p.stat().st_mtime_ns for p in summaries]
-    done, seconds = _cli(w)
+    done = _cli(w)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("not trained again") == 2 and ": training" not in done.stdout
     assert [p.stat().st_mtime_ns for p in summaries] == before
-    assert seconds < 30, f"a rerun with nothing to train took {seconds:.0f} s"
     with open(w / "table2.json") as f:
         assert json.load(f)["variants"]["nose@all"]["top1"] == ablation["table"]["variants"]["nose@all"]["top1"]
 
@@ -127,7 +124,7 @@ def test_rerun_trains_nothing(ablation):
 def test_other_recipe_is_refused_not_overwritten(ablation):
     w = ablation["workdir"]
     before = (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns
-    done, _ = _cli(w, "--lr", "0.3")
+    done = _cli(w, "--lr", "0.3")
     assert done.returncode == 2
     from tinyeffnet.training.config import PRESETS
     trained = PRESETS["default"]["lr"]

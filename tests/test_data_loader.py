@@ -136,7 +136,7 @@ def test_host_shards_concatenate_to_the_global_batch(split, batch):
 
 
 def test_host_past_the_end_gets_an_empty_masked_batch():
-    dataset = open_dataset("default", "eval", 8)  # 2000 examples
+    dataset = open_dataset("default", "eval", 8)  # 10,000 examples: 10 left after 5 global batches
     last = list(Loader(dataset, 999, process_index=1, process_count=2).batches(0))[-1]
     assert last.valid == 0 and len(last.images) == 999 * 8 * 8 * 3 and set(last.images) == {0}
 

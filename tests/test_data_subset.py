@@ -1,4 +1,8 @@
-"""The embedded default dataset: a balanced Fashion-MNIST subset shipped in data_tools/."""
+"""The embedded default dataset shipped in data_tools/: a balanced 20,000-image sample of
+Fashion-MNIST's train split and the whole official t10k test split (10,000 images, in order).
+
+The checks against the official files need the Debian package dataset-fashion-mnist, which
+.ci/run installs."""
 import os
 import random
 from collections import Counter
@@ -10,7 +14,7 @@ from data_tools.make_fashion_mnist_subset import DEFAULT_SOURCE, PER_CLASS, SEED
 from data_tools.spec import EMBEDDED_SUBSET, open_dataset
 
 
-@pytest.mark.parametrize("split, count", [("train", 20000), ("eval", 2000)])
+@pytest.mark.parametrize("split, count", [("train", 20000), ("eval", 10000)])
 def test_subset_is_balanced(split, count):
     images, labels = read_split(EMBEDDED_SUBSET, split)
     assert len(labels) == count and len(images) == count * SIDE * SIDE
@@ -33,7 +37,7 @@ def test_normalisation_constants_fit_the_subset():
 def test_default_spec_opens_the_subset():
     train = open_dataset("default", "train", 32)
     assert (len(train), train.num_classes, train.class_names[9]) == (20000, 10, "Ankle boot")
-    assert len(open_dataset("default", "eval", 32)) == 2000
+    assert len(open_dataset("default", "eval", 32)) == 10000
 
 
 def test_balanced_indices_are_seeded_and_sorted():
@@ -43,9 +47,20 @@ def test_balanced_indices_are_seeded_and_sorted():
     assert Counter(labels[i] for i in first) == {label: 5 for label in range(10)}
 
 
-@pytest.mark.skipif(not os.path.isdir(DEFAULT_SOURCE), reason="needs apt-get install dataset-fashion-mnist")
-def test_subset_eval_split_is_the_documented_sample_of_t10k():
-    images, labels = read_split(DEFAULT_SOURCE, "eval")
-    chosen = balanced_indices(labels, PER_CLASS["eval"], random.Random(SEED))
+needs_official_files = pytest.mark.skipif(not os.path.isdir(DEFAULT_SOURCE),
+                                         reason="needs apt-get install dataset-fashion-mnist (.ci/run installs it)")
+
+
+@needs_official_files
+def test_subset_eval_split_is_the_whole_official_t10k_split_in_order():
+    assert read_split(EMBEDDED_SUBSET, "eval") == read_split(DEFAULT_SOURCE, "eval")
+
+
+@needs_official_files
+def test_subset_train_split_is_the_documented_sample_of_the_official_train_split():
+    images, labels = read_split(DEFAULT_SOURCE, "train")
+    assert len(labels) == 60000
+    chosen = balanced_indices(labels, 2000, random.Random(SEED))  # the README's "--seed 0", 2,000 per class
+    assert PER_CLASS["train"] == 2000 and PER_CLASS["eval"] is None
     expected = b"".join(images[i * SIDE * SIDE:(i + 1) * SIDE * SIDE] for i in chosen)
-    assert read_split(EMBEDDED_SUBSET, "eval") == (expected, bytes(labels[i] for i in chosen))
+    assert read_split(EMBEDDED_SUBSET, "train") == (expected, bytes(labels[i] for i in chosen))

@@ -282,7 +282,7 @@ def test_kill_9_leaves_no_process_and_no_shared_memory_and_resume_continues(kill
         else:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    deadline = time.time() + 10
+    deadline = time.time() + 60  # a hang guard, not a speed check: the workers exit within a second or two
     while any(_alive(p) for p in family) and time.time() < deadline:
         time.sleep(0.2)
     assert not [p for p in family if _alive(p)], "processes of the killed trainer are still alive"

@@ -48,12 +48,32 @@ def top1(workdir):
     return json.load(open(os.path.join(workdir, "summary.json")))["top1"]
 
 
-def test_the_trained_fixture_scores_in_tinyeffnet_what_it_scored_in_pytorch(trained):
+def _scored_images(directory):
+    """A Fashion-MNIST folder whose eval split is the 2,000 test images the fixture was scored on
+    in PyTorch: the balanced sample of t10k (200 per class, random.Random(0)) that the embedded
+    eval split was before it became the whole t10k split, which it still holds in order."""
+    import random
+
+    from data_tools.fashion_mnist import FILES, SIDE, read_split
+    from data_tools.idx import write_idx
+    from data_tools.make_fashion_mnist_subset import balanced_indices
+    from data_tools.spec import EMBEDDED_SUBSET
+    images, labels = read_split(EMBEDDED_SUBSET, "eval")
+    chosen = balanced_indices(labels, 200, random.Random(0))
+    os.makedirs(directory, exist_ok=True)
+    image_name, label_name = FILES["eval"]
+    write_idx(os.path.join(directory, image_name), (len(chosen), SIDE, SIDE),
+              b"".join(images[i * SIDE * SIDE:(i + 1) * SIDE * SIDE] for i in chosen))
+    write_idx(os.path.join(directory, label_name), (len(chosen),), bytes(labels[i] for i in chosen))
+    return f"fashion-mnist:{directory}"
+
+
+def test_the_trained_fixture_scores_in_tinyeffnet_what_it_scored_in_pytorch(trained, tmp_path):
     pytest.importorskip("jax")
     from tinyeffnet.training.evaluation import evaluate_checkpoint
     _, measured = read_state_dict(os.path.join(FIXTURES, "expected.safetensors"))
     correct = int(measured[f"{TRAINED}/eval_correct"])
-    result = evaluate_checkpoint(trained, "default", "jax", batch_size=16)
+    result = evaluate_checkpoint(trained, _scored_images(str(tmp_path / "scored")), "jax", batch_size=16)
     assert result["images"] == int(measured[f"{TRAINED}/eval_images"]) == 2000
     # the same network and pixels; float32 near-ties may flip an answer or two
     assert abs(round(result["top1"] * result["images"]) - correct) <= 3, (result["top1"], correct)
