@@ -45,3 +45,19 @@ def backend(request):
         except (ImportError, ValueError) as e:
             pytest.fail(f"jax is installed but the jax backend is unavailable: {e}")
     return get_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_fashion_mnist(tmp_path_factory):
+    """`fashion-mnist:DIR` of 12 train and 8 eval images (the embedded data's first ones):
+    with batch 4 an epoch is 3 steps, so a run of a few steps crosses epoch boundaries."""
+    from data_tools.fashion_mnist import FILES, SIDE, read_split
+    from data_tools.idx import write_idx
+    from data_tools.spec import EMBEDDED_SUBSET
+    directory = tmp_path_factory.mktemp("tiny-fashion-mnist")
+    for split, count in (("train", 12), ("eval", 8)):
+        images, labels = read_split(EMBEDDED_SUBSET, split)
+        image_name, label_name = FILES[split]
+        write_idx(str(directory / image_name), (count, SIDE, SIDE), images[:count * SIDE * SIDE])
+        write_idx(str(directory / label_name), (count,), labels[:count])
+    return f"fashion-mnist:{directory}"
