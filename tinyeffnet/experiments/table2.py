@@ -3,8 +3,14 @@
 `build_table(runs, ...)` turns finished runs into one JSON-ready object (per variant: exact
 parameter counts, top-1/top-5 per seed, mean, std, difference to base, the paper's figures,
 throughput, time, memory; and every pair of variants the paper puts in an order, with whether
-ours reproduces it beyond the seed spread); `write_report(table, directory)` writes table2.json,
-table2.md and table2.png from it. Pure functions of their inputs: no training, no JAX.
+ours reproduces it); `write_report(table, directory)` writes table2.json, table2.md and
+table2.png from it. Pure functions of their inputs: no training, no JAX.
+
+Every variant is trained on the same seeds (same data order and random keys), so each
+difference is judged on the per-seed differences: their mean with a 95% Student's t
+interval over seeds (tinyeffnet.experiments.paired), and a verdict from the interval. The
+unpaired figures (each variant's own std, and whether the difference exceeds twice the
+combined std) stand beside them.
 
 Accuracies are fractions (0..1) in the JSON, percentages in the Markdown and the chart;
 the paper's figures are percentages everywhere (as printed in the paper).
@@ -15,6 +21,7 @@ import os
 import statistics
 
 from .._files import atomic_write, write_json
+from .paired import CONFIDENCE, paired_difference, verdict as paired_verdict
 from ..model import PAPER_TABLE2, VARIANTS, block_specs, build_model
 from ..plotting.canvas import (AXIS, BLUE, GREEN, GRID, MUTED, ORANGE, PURPLE, RED, TEXT, Panel, format_tick,
                                new_figure, nice_ticks, padded_range, save_png)
@@ -89,7 +96,7 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
     base = per_variant.get(BASE)
     for v, row in per_variant.items():
         row.update(delta_top1=None, delta_top5=None, delta_top1_combined_std=None, delta_top1_exceeds_spread=None,
-                   delta_top1_by_seed=None)
+                   delta_top1_by_seed=None, delta_top1_paired=None, delta_top1_verdict=None)
         if base is None or not row["top1"] or not base["top1"]:
             continue
         base_by_seed = dict(zip(base["seeds"], base["top1"]))  # same seed, same data order: compare pairwise too
@@ -99,6 +106,10 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
         row["delta_top5"] = row["top5_mean"] - base["top5_mean"]
         if v != BASE:
             row["delta_top1_combined_std"], row["delta_top1_exceeds_spread"] = _spread(row, base, row["delta_top1"])
+            paired = _paired(row, base)
+            row["delta_top1_paired"] = paired
+            row["delta_top1_verdict"] = {"reproduced": "above base", "contradicted": "below base"}.get(
+                paired_verdict(paired), "not resolved")
     seeds = sorted({s for row in per_variant.values() for s in row["seeds"]})
     return dict(
         title="Table II: SE modules in EfficientNet, paper vs tinyeffnet",
@@ -106,8 +117,10 @@ def build_table(runs, variants, recipe, num_classes, model="b0", width=None, dep
         units=dict(top1="fraction of eval images (0..1)", paper="percent, ImageNet, as printed in the paper",
                    params="trainable parameters at num_classes; params_1000_classes: same network with "
                           "the 1000-class ImageNet head, the paper's setting"),
-        spread_rule=(f"|delta_top1| > {SPREAD_FACTOR:g} x sqrt(std_variant^2 + std_base^2), sample std over "
-                     "seeds; null with fewer than two seeds"),
+        paired_rule=(f"per-seed differences over the seeds both variants finished: mean and {100 * CONFIDENCE:g}% "
+                     "Student's t interval (mean ± t x sd / sqrt(n)); resolved when the interval excludes 0"),
+        spread_rule=(f"unpaired: |delta_top1| > {SPREAD_FACTOR:g} x sqrt(std_variant^2 + std_base^2), sample std "
+                     "over seeds; null with fewer than two seeds"),
         variants=per_variant, paper_orderings=paper_orderings(per_variant), failed=list(failed), notes=list(notes))
 
 
@@ -120,11 +133,17 @@ def _spread(a, b, delta):
     return combined, abs(delta) > SPREAD_FACTOR * combined
 
 
+def _paired(a, b):
+    """paired_difference of two variants' top-1 (a - b), seed by seed."""
+    return paired_difference(dict(zip(a["seeds"], a["top1"])), dict(zip(b["seeds"], b["top1"])))
+
+
 def paper_orderings(per_variant):
     """Every pair of variants that the paper's top-1 puts in an order (ties left out), the paper's higher
-    one first: the paper's difference, ours, our spread and a verdict. Beyond the spread (the rule of
-    the differences to base, applied to the pair): "reproduced" or "contradicted"; else "within the
-    spread". With one seed there is no spread: "same direction", "opposite direction" or "tied"."""
+    one first: the paper's difference, ours, and verdicts. `verdict`, paired: the per-seed differences'
+    95% interval above 0 "reproduced", below 0 "contradicted", holding 0 "not resolved"; with one
+    common seed "same direction", "opposite direction" or "tied". `unpaired_verdict`: beyond twice the
+    combined std "reproduced" or "contradicted", else "within the spread" (None with one seed)."""
     rows = [(v, r) for v, r in per_variant.items() if r["paper"] and r["top1"]]
     out = []
     for i, first in enumerate(rows):
@@ -135,12 +154,15 @@ def paper_orderings(per_variant):
                 continue
             ours = rh["top1_mean"] - rl["top1_mean"]
             combined, exceeds = _spread(rh, rl, ours)
-            if combined is None:
-                verdict = "same direction" if ours > 0 else "opposite direction" if ours < 0 else "tied"
+            unpaired = None if combined is None else (
+                "reproduced" if exceeds and ours > 0 else "contradicted" if exceeds else "within the spread")
+            paired = _paired(rh, rl)
+            if paired["n"] >= 2:
+                verdict = paired_verdict(paired)
             else:
-                verdict = "reproduced" if exceeds and ours > 0 else "contradicted" if exceeds else "within the spread"
+                verdict = "same direction" if ours > 0 else "opposite direction" if ours < 0 else "tied"
             out.append(dict(higher=high, lower=low, paper_delta_top1=round(paper, 2), delta_top1=ours,
-                            combined_std=combined, verdict=verdict))
+                            paired=paired, verdict=verdict, combined_std=combined, unpaired_verdict=unpaired))
     return out
 
 
@@ -208,7 +230,21 @@ def markdown_table(table):
     return "\n".join(lines)
 
 
-def _spread_section(table):
+def _interval(paired):
+    if paired is None or paired["low"] is None:
+        return "n/a"
+    return f"[{100 * paired['low']:+.2f}, {100 * paired['high']:+.2f}]"
+
+
+def _by_seed(paired):
+    return ", ".join(_signed(d) for d in paired["differences"]) if paired and paired["differences"] else "n/a"
+
+
+def _twice(std):
+    return "n/a" if std is None else f"{100 * SPREAD_FACTOR * std:.2f}"
+
+
+def _differences_section(table):
     rows = {v: r for v, r in table["variants"].items() if v != BASE}
     if BASE not in table["variants"] or not table["variants"][BASE]["top1"]:
         return ["No finished base run: no differences to base."]
@@ -216,23 +252,20 @@ def _spread_section(table):
         return ["One seed per variant: the differences to base carry no error bars. A short run's "
                 "seed-to-seed spread can be as large as these differences; rerun with `--seeds 3` "
                 "(or more) to tell which differences are real."]
-    big = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"]]
-    small = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"] is False]
-    unknown = [v for v, r in rows.items() if r["delta_top1_exceeds_spread"] is None]
-
-    def item(v):
-        r = rows[v]
-        by_seed = ", ".join(_signed(d) for d in r["delta_top1_by_seed"].values())  # runs are sorted by seed
-        return (f"{model_name(v, table['model'])}: Δ top-1 {_signed(r['delta_top1'])} points, "
-                f"2 x combined std {200 * r['delta_top1_combined_std']:.2f}; seed by seed {by_seed}")
-
-    out = [f"Rule: a difference to base counts when |Δ top-1| > {SPREAD_FACTOR:g} x sqrt(std_variant² + "
-           f"std_base²) (sample std over {len(table['seeds'])} seeds, same seeds for every variant)."]
-    out += ["", "Larger than the spread:"] + ([f"- {item(v)}" for v in big] or ["- none"])
-    out += ["", "Within the spread (not distinguishable from base with these seeds):"]
-    out += [f"- {item(v)}" for v in small] or ["- none"]
-    if unknown:
-        out += ["", "Fewer than two finished seeds, not judged: " + ", ".join(unknown)]
+    counts = collections.Counter(r["delta_top1_verdict"] for r in rows.values())
+    out = [f"Paired: every variant ran on the same seeds as base (same data order and random keys), so each "
+           f"difference is taken seed by seed; Δ is the mean of the per-seed differences, with its "
+           f"{100 * CONFIDENCE:g}% Student's t interval over seeds. A variant is above or below base when the "
+           f"interval excludes 0. Here: {counts['above base']} above base, {counts['below base']} below base, "
+           f"{counts['not resolved']} not resolved. Unpaired, beside it: the difference of the means against "
+           f"{SPREAD_FACTOR:g} x sqrt(std_variant² + std_base²).", "",
+           f"| Model | Δ Top-1 | {100 * CONFIDENCE:g}% interval | seed by seed | paired verdict "
+           "| unpaired: 2 x combined std | exceeds it |", "|---|---:|---:|---|---|---:|---|"]
+    for v, r in rows.items():
+        exceeds = {True: "yes", False: "no", None: "n/a"}[r["delta_top1_exceeds_spread"]]
+        out.append(f"| {model_name(v, table['model'])} | {_signed(r['delta_top1'])} | "
+                   f"{_interval(r['delta_top1_paired'])} | {_by_seed(r['delta_top1_paired'])} | "
+                   f"{r['delta_top1_verdict'] or 'n/a'} | {_twice(r['delta_top1_combined_std'])} | {exceeds} |")
     return out
 
 
@@ -241,23 +274,25 @@ def _orderings_section(table):
     if not pairs:
         return ["No two finished variants that the paper puts in an order."]
     counts = collections.Counter(p["verdict"] for p in pairs)
+    unpaired = collections.Counter(p["unpaired_verdict"] for p in pairs)
     if len(table["seeds"]) > 1:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
-                   f"out), {counts['reproduced']} are reproduced here beyond the spread, "
-                   f"{counts['contradicted']} are contradicted beyond it and "
-                   f"{counts['within the spread']} are within the spread (not resolved by these seeds); "
-                   f"the rule is that of the differences to base, applied to each pair.")
+                   f"out), {counts['reproduced']} are reproduced here (the {100 * CONFIDENCE:g}% interval of the "
+                   f"per-seed differences lies above 0), {counts['contradicted']} are contradicted (it lies below "
+                   f"0) and {counts['not resolved']} are not resolved (it holds 0). Unpaired (beyond twice the "
+                   f"combined std): {unpaired['reproduced']} reproduced, {unpaired['contradicted']} contradicted, "
+                   f"{unpaired['within the spread']} within the spread.")
     else:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
                    f"out), {counts['same direction']} go the same way here and "
                    f"{counts['opposite direction'] + counts['tied']} do not; with one seed there is "
                    "no spread to say which of these differences are real.")
-    lines = [summary, "", "| Paper: higher > lower | Paper Δ Top-1 | Our Δ Top-1 | 2 x combined std | Verdict |",
-             "|---|---:|---:|---:|---|"]
+    lines = [summary, "", f"| Paper: higher > lower | Paper Δ Top-1 | Our Δ Top-1 | {100 * CONFIDENCE:g}% interval "
+             "| Verdict | 2 x combined std | Unpaired verdict |", "|---|---:|---:|---:|---|---:|---|"]
     for p in pairs:
-        spread = "n/a" if p["combined_std"] is None else f"{100 * SPREAD_FACTOR * p['combined_std']:.2f}"
         lines.append(f"| {model_name(p['higher'], table['model'])} > {model_name(p['lower'], table['model'])} "
-                     f"| {p['paper_delta_top1']:+.1f} | {_signed(p['delta_top1'])} | {spread} | {p['verdict']} |")
+                     f"| {p['paper_delta_top1']:+.1f} | {_signed(p['delta_top1'])} | {_interval(p['paired'])} "
+                     f"| {p['verdict']} | {_twice(p['combined_std'])} | {p['unpaired_verdict'] or 'n/a'} |")
     return lines
 
 
@@ -285,7 +320,7 @@ def markdown(table):
            f"trained here ({table['num_classes']} classes). Paper columns: ImageNet, 350 epochs at 224x224; "
            "in brackets our exact count of the same network with the 1000-class head.", "",
            markdown_table(table), "", "## Differences to base", ""]
-    out += _spread_section(table)
+    out += _differences_section(table)
     out += ["", "## Against the paper's orderings", ""] + _orderings_section(table)
     out += ["", "## Cost", ""] + _cost_section(table)
     notes = list(table["notes"])
