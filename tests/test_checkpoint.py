@@ -78,9 +78,9 @@ def test_state_round_trip(tmp_path):
     path = save_checkpoint(tmp_path, 1234, {}, py(), dict(STATE, step=1234), best_metric=0.25)
     assert os.path.basename(path) == "step-00001234.safetensors"
     _, state = load_checkpoint(path, py())
-    checksum = state.pop("tensors_sha256")
-    assert state == dict(STATE, step=1234, format_version=2, best_metric=0.25, higher_is_better=True)
-    assert checkpoint_meta(path) == dict(state, tensors_sha256=checksum)
+    checksums = {k: state.pop(k) for k in ("tensors_sha256", "meta_sha256")}
+    assert state == dict(STATE, step=1234, format_version=3, best_metric=0.25, higher_is_better=True)
+    assert checkpoint_meta(path) == dict(state, **checksums)
 
 
 def test_state_errors_are_clear(tmp_path):
@@ -192,6 +192,112 @@ def test_temp_leftover_is_ignored_and_cleaned(tmp_path):
     assert latest_checkpoint(tmp_path) == first
     save(tmp_path, 2)
     assert not leftover.exists()
+
+
+# ---------------------------------------------------------------- the header is verified too
+def _edit_header(path, edit):
+    """Rewrite a safetensors file's JSON header with `edit(header, meta)` applied, the tensor bytes
+    untouched: a well-formed file whose header says something else."""
+    import json
+    import struct
+    blob = open(path, "rb").read()
+    size = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + size])
+    meta = json.loads(header["__metadata__"]["tinyeffnet"])
+    edit(header, meta)
+    header["__metadata__"]["tinyeffnet"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(text)) + text + blob[8 + size:])
+
+
+def _rename(header, meta):
+    header["params/v"] = header.pop("params/w")
+
+
+def _reshape(header, meta):
+    header["params/w"]["shape"] = [3, 2]
+
+
+def _retype(header, meta):
+    header["params/w"]["dtype"] = "I64"  # the same 8 bytes per value, read as integers
+
+
+def _set(key, value):
+    def edit(header, meta):
+        meta[key] = value
+    return edit
+
+
+def _drop(key):
+    def edit(header, meta):
+        del meta[key]
+    return edit
+
+
+TAMPERED = {"renamed tensor": (_rename, "is corrupt: its tensors"), "shape": (_reshape, "is corrupt: its tensors"),
+            "dtype": (_retype, "is corrupt: its tensors"),
+            "variant": (_set("variant", "nose@all"), "is corrupt: its metadata"),
+            "num_classes": (_set("num_classes", 9), "is corrupt: its metadata"),
+            "width": (_set("width", 0.5), "is corrupt: its metadata"),
+            "bn_eps": (_set("bn_eps", 1e-5), "is corrupt: its metadata"),
+            "padding": (_set("padding", "symmetric"), "is corrupt: its metadata"),
+            "tensor checksum": (_set("tensors_sha256", "0" * 64), "is corrupt: its metadata"),
+            "no format_version": (_drop("format_version"), "has no format_version"),
+            "format 2 claimed": (_set("format_version", 2), "carries format 3's metadata checksum"),
+            "format 1 claimed": (_set("format_version", 1), "carries no checksum")}
+
+
+@pytest.mark.parametrize("what", TAMPERED)
+def test_a_tampered_header_is_refused_in_one_line(what, tmp_path):
+    b = py()
+    meta = dict(variant="base", model="b0", num_classes=10, width=0.1, depth=0.1, padding="same", bn_eps=1e-3)
+    good = save_checkpoint(tmp_path, 1, {"params/w": b.from_flat([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3))}, b, meta)
+    path = save_checkpoint(tmp_path, 2, {"params/w": b.from_flat([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3))}, b, meta)
+    edit, reason = TAMPERED[what]
+    _edit_header(path, edit)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, b)
+    message = str(err.value)
+    assert "\n" not in message and path in message and reason in message, message
+    assert not verify_checkpoint(path) and verify_checkpoint(good)
+    if "is corrupt" in reason or "format 3's" in reason:
+        assert "the newest older checkpoint that verifies is " + good in message
+    if "tensors" not in reason:  # the metadata alone is refused too, without reading the tensors
+        with pytest.raises(CheckpointError, match=reason):
+            checkpoint_meta(path)
+
+
+def test_an_untampered_header_rewritten_the_same_still_loads(tmp_path):
+    """The tampering tests' rewriting keeps a file readable when nothing is changed."""
+    b = py()
+    path = save_checkpoint(tmp_path, 1, {"params/w": b.from_flat([1.0, 2.0], (2,))}, b, {"variant": "base"})
+    _edit_header(path, lambda header, meta: None)
+    assert verify_checkpoint(path) and b.to_flat(load_checkpoint(path, b)[0]["params/w"]) == [1.0, 2.0]
+
+
+FORMAT2 = os.path.join(ROOT, "tests", "fixtures", "format2.seend-all.w010.safetensors")
+# Written by save_checkpoint of format 2 (commit b8a0b77's checkpoint.py): build_model("seend@all", "b0", 10,
+# "xavier", 0, backend="jax", width=0.1, depth=0.1)'s parameters and buffers at step 7.
+
+
+def test_a_format_2_checkpoint_loads_its_tensors_verified_and_says_its_metadata_is_not(caplog, tmp_path):
+    from tinyeffnet.training.state import load_model
+    assert checkpoint_meta(FORMAT2)["format_version"] == 2 and verify_checkpoint(FORMAT2)
+    with caplog.at_level("WARNING", logger="tinyeffnet.training.checkpoint"):
+        net, meta = load_model(FORMAT2, "python")
+    assert (net.variant, net.num_classes, meta["step"]) == ("seend@all", 10, 7)
+    warned = [r.getMessage() for r in caplog.records if FORMAT2 in r.getMessage()]
+    assert len(warned) == 1 and "format-2" in warned[0] and "metadata" in warned[0] and "is not" in warned[0]
+    # what format 2 does cover is still checked: a renamed tensor is refused
+    renamed = tmp_path / "renamed.safetensors"
+    renamed.write_bytes(open(FORMAT2, "rb").read())
+
+    def rename(header, meta):
+        header["params/fc.bias2"] = header.pop("params/fc.bias")
+    _edit_header(renamed, rename)
+    with pytest.raises(CheckpointError, match="is corrupt: its tensors"):
+        load_checkpoint(str(renamed), py())
 
 
 # ---------------------------------------------------------------- kill -9

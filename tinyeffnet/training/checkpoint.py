@@ -3,6 +3,7 @@
     DIR/step-00001234.safetensors   named tensors (their names: tinyeffnet.training.state)
                                     + metadata {"tinyeffnet": "<json meta>"}: step, epoch,
                                     variant, model, classes, the run's config, format_version
+                                    and two checksums (below)
     DIR/best.safetensors            relative symlink to the best step file so far
     DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
 
@@ -10,12 +11,24 @@ No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, b
 `array.array` on the python backend and `x.tobytes()` / `jnp.frombuffer` on jax; the file
 itself is read and written by tinyeffnet._safetensors.
 
+Verification: `tensors_sha256` covers every tensor's name, header dtype, shape and bytes;
+`meta_sha256` covers the whole metadata (canonical JSON, sorted keys), that checksum and
+format_version included, so the header's tensor table and everything that decides the
+network (variant, model, classes, width, depth, padding, BN eps) are checked on every read.
+A file of an older format is read only where what it carries can still be verified:
+
+    format 3   both checksums verified
+    format 2   tensors verified; its metadata carries no checksum: read, and a warning says so
+    format 1   no checksum at all: refused, saying why
+    no format_version, or a newer one: refused, saying why
+
 Crash safety: a step file appears only by `os.replace` of a fully written, fsynced temp file;
 the best symlink is replaced the same way before any pruning, so a kill -9 at any moment
 leaves every visible name complete and `best.safetensors` pointing at a file that exists.
 """
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,10 +37,10 @@ from array import array
 from .. import _safetensors as safetensors_file
 from .._files import WriteError, fsync_dir, make_dirs, remove_stale_temps, temp_path
 
-# 2: optimizer state named by its tree path (tinyeffnet.training.state) and a sha256 of the
-# tensor bytes in the metadata, verified on every load. A version-1 file (no checksum)
-# still loads for evaluate and predict (same weight names) but cannot be resumed.
-FORMAT_VERSION = 2
+# 3: a second sha256, of the metadata (see the module's docstring). 2: optimizer state named by
+# its tree path (tinyeffnet.training.state) and the sha256 of the tensors. 1: no checksum.
+FORMAT_VERSION = 3
+OLDEST_VERIFIABLE = 2
 META_KEY = "tinyeffnet"
 BEST_NAME = "best.safetensors"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
@@ -38,6 +51,9 @@ _FROM_HEADER = {header: name for name, (_, header) in _CODES.items()}
 _STORE_AS_FLOAT32 = ("bfloat16", "float16")  # array.array has no 16-bit floats
 
 assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
+
+_log = logging.getLogger(__name__)
+_WARNED_UNVERIFIED_META = set()
 
 
 class CheckpointError(ValueError):
@@ -111,6 +127,7 @@ def _unreadable(path, why):
 
 
 def _meta_from_metadata(path, stored):
+    """The metadata of a checkpoint, verified as far as its format allows (the module's docstring)."""
     if META_KEY not in (stored or {}):
         raise CheckpointError(f"{path} is not a readable tinyeffnet checkpoint (no {META_KEY!r} metadata: a "
                               "safetensors file from elsewhere?); convert published timm or torchvision weights "
@@ -119,17 +136,48 @@ def _meta_from_metadata(path, stored):
         meta = json.loads(stored[META_KEY])
     except ValueError:
         raise _unreadable(path, f"its {META_KEY!r} metadata is not valid JSON") from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
-    if not isinstance(version, int):
-        raise _unreadable(path, "its metadata has no format_version")
+    if not isinstance(meta, dict):
+        raise _unreadable(path, f"its {META_KEY!r} metadata is not a JSON object")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _unreadable(path, "its metadata has no format_version, so what it holds and how to verify it are "
+                                "unknown")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {version} but this tinyeffnet reads "
                               f"up to {FORMAT_VERSION}; upgrade tinyeffnet")
+    if version < OLDEST_VERIFIABLE:
+        raise CheckpointError(f"{path} is a format-{version} checkpoint: it carries no checksum, so nothing in it can "
+                              "be verified and it is not read; train again, or convert the published weights again, "
+                              "with this tinyeffnet")
+    if version >= 3:
+        try:
+            matches = meta.get("meta_sha256") == _meta_checksum(meta)
+        except ValueError:  # a NaN or an infinity, which no writer puts there
+            matches = False
+        if not matches:
+            raise CheckpointError(f"{path} is corrupt: its metadata (variant, model, classes, width, depth, padding, "
+                                  "BN eps, config, tensor checksum) does not match the checksum written with it; "
+                                  f"{_newest_good_before(path)}")
+    elif "meta_sha256" in meta:
+        raise CheckpointError(f"{path} says format {version} but carries format 3's metadata checksum: its header "
+                              f"was edited; {_newest_good_before(path)}")
+    elif path not in _WARNED_UNVERIFIED_META:
+        _WARNED_UNVERIFIED_META.add(path)
+        _log.warning(f"{path} is a format-{version} checkpoint: its tensors (names, dtypes, shapes, bytes) are "
+                     "verified, its metadata (variant, model, width, depth, padding, BN eps, ...) carries no "
+                     "checksum and is not")
     return meta
 
 
+def _meta_checksum(meta):
+    """sha256 of the metadata as canonical JSON (sorted keys), all of it but this checksum."""
+    text = json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"}, sort_keys=True, allow_nan=False,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def checkpoint_meta(path):
-    """The metadata stored in a checkpoint, without reading its tensors."""
+    """The metadata stored in a checkpoint, verified (format 3), without reading its tensors."""
     try:
         header = safetensors_file.read_header(path)
     except safetensors_file.SafetensorsError as e:
@@ -156,7 +204,8 @@ def read_records(path):
     path = resolve_checkpoint(path)
     meta, stored = _read(path)
     if not _checksum_matches(meta, stored):
-        raise CheckpointError(f"{path} is corrupt: its tensor bytes do not match the checksum written with them; "
+        raise CheckpointError(f"{path} is corrupt: its tensors (names, dtypes, shapes, bytes) do not match the "
+                              "checksum written with them; "
                               f"{_newest_good_before(path)}")
     records = {}
     for name, record in stored.items():
@@ -191,13 +240,12 @@ def _checksum(entries):
 
 
 def _checksum_matches(meta, stored):
-    if meta.get("format_version", 1) < 2:
-        return True  # version 1 wrote no checksum
+    """Whether the tensors match tensors_sha256 (every readable format has one)."""
     return _checksum((name, r.dtype, r.shape, r.raw) for name, r in stored.items()) == meta.get("tensors_sha256")
 
 
 def verify_checkpoint(path):
-    """True if the file reads and its tensor bytes match their checksum."""
+    """True if the file reads and its tensors and (format 3) metadata match their checksums."""
     try:
         return _checksum_matches(*_read(path))
     except CheckpointError:
@@ -295,11 +343,13 @@ def _check_records(path, records):
 
 
 def _blob(path, records, meta):
-    """The file's bytes: the records and `meta` plus format_version and the checksum."""
+    """The file's bytes: the records and `meta` plus format_version and the two checksums."""
     _check_records(path, records)
     checksum = _checksum((name, _CODES[dtype][1], shape, raw) for name, (dtype, shape, raw) in records.items())
-    full_meta = {**meta, "format_version": FORMAT_VERSION, "tensors_sha256": checksum}
+    full_meta = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    full_meta.update(format_version=FORMAT_VERSION, tensors_sha256=checksum)
     try:
+        full_meta["meta_sha256"] = _meta_checksum(full_meta)
         header_meta = {META_KEY: json.dumps(full_meta, allow_nan=False)}
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot save {path}: the metadata is not JSON-serialisable ({e}); "
