@@ -7,7 +7,7 @@
 # tensor library written for this project: no NumPy, its own reverse-mode autograd, and two
 # interchangeable array backends (pure Python to read, JAX to run fast).
 #
-# The goal of the course: after lessons 00 to 15 you can read every line that runs when
+# The goal of the course: after lessons 00 to 16 you can read every line that runs when
 # you type
 #
 #     python -m tinyeffnet.train --backend jax --variant base
@@ -20,10 +20,11 @@
 #
 # - reads top to bottom as a chapter (open it in any editor),
 # - runs as a script: `python lessons/04_conv2d.py` (from anywhere),
-# - opens as a notebook: `pip install jupytext notebook`, then
-#   `jupytext --to notebook lessons/04_conv2d.py` and open `lessons/04_conv2d.ipynb` in
-#   Jupyter (or open the `.py` file directly in JupyterLab with jupytext installed:
-#   right-click, "Open With", "Notebook").
+# - opens as a notebook: `pip install -e '.[test]'` (jupytext, nbconvert, ipykernel), then
+#   `jupytext --to notebook --set-kernel python3 --execute lessons/04_conv2d.py` writes
+#   and runs `lessons/04_conv2d.ipynb` (from any folder, given the lesson's path); open it
+#   in Jupyter, or open the `.py` file directly in JupyterLab with jupytext installed:
+#   right-click, "Open With", "Notebook".
 #
 # **You do, see and check.** Every lesson from 01 on has **exercises**: a cell marked
 # `# EXERCISE NN.k` holds a function (or class, or value) for you to write, and the cell
@@ -92,15 +93,15 @@ lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", 
 #
 # | layer | files | lessons |
 # |---|---|---|
-# | arrays: the backend contract and its implementations | `backends/contract.py`, `python_backend.py`, `jax_backend.py`, `meta_backend.py` | 01, 04, 05, 13 |
+# | arrays: the backend contract and its implementations | `backends/contract.py`, `python_backend.py`, `jax_backend.py`, `meta_backend.py` | 01, 04, 05, 13, 14 |
 # | `Tensor` and reverse-mode autograd | `tinyeffnet/engine/tensor.py`, `autograd.py`, `ops.py` | 01, 02 |
 # | checking gradients | `tinyeffnet/engine/gradcheck.py` | 03 (and used everywhere after) |
 # | stateless ops (conv, batch norm, swish, loss) | `tinyeffnet/engine/functional.py` | 04-07, 11 |
 # | layers and the module tree | `tinyeffnet/nn/module.py`, `layers.py`, `init.py` | 05-09 |
 # | the network and its variants | `tinyeffnet/model/efficientnet.py`, `stages.py` | 09, 10 |
 # | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11-13 |
-# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `data_tools/` | 11-14 |
-# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py` | 14, 15 |
+# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `metrics.py`, `data_tools/` | 11-15 |
+# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py`, `paired.py` | 15, 16 |
 # | charts and figures (Pillow only) | `tinyeffnet/plotting/` | every lesson's figures |
 # | the commands | `tinyeffnet/train.py`, `evaluate.py`, `predict.py`, `summary.py`, `ablation.py`, `bench.py` | 00 |
 #
@@ -109,21 +110,24 @@ lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", 
 # | lesson | what it teaches | you write | needs |
 # |---|---|---|---|
 # | 00 | this map | - | - |
-# | 01 | `Tensor`, the backend contract, its primitives, the registry, the meta backend | a flat index, a conv's MACs | 00 |
-# | 02 | autograd: `Function`, the tape (drawn), topological order, accumulation, broadcasting, `no_grad` | a `Tanh` Function, a backward by hand | 01 |
-# | 03 | gradient checking with finite differences; catching a wrong backward | a numerical gradient, its error | 02 |
-# | 04 | `conv2d`: NHWC/HWIO, TensorFlow SAME padding, both backward convolutions derived | SAME padding, the weight gradient | 03 |
+# | 01 | `Tensor`, the backend contract, its primitives, the registry, the meta backend | a flat index; the backend's `expand` | 00 |
+# | 02 | autograd: `Function`, the tape (drawn), topological order, accumulation, broadcasting, `no_grad` | a backward by hand; a `Tanh` Function; **backward itself**; the broadcast reduction | 01 |
+# | 03 | gradient checking with finite differences; catching a wrong backward | the error's Taylor prediction; a numerical gradient | 02 |
+# | 04 | `conv2d`: NHWC/HWIO, TensorFlow SAME padding, both backward convolutions derived | SAME padding; **conv2d's forward and both gradients**, run as a Function | 03 |
 # | 05 | depthwise convolution and what it saves (MACs via the meta backend) | the cost of a separable conv | 04 |
-# | 06 | batch norm: train vs eval, moving averages, the closed-form backward | dx and dgamma of BN | 03 |
-# | 07 | stable sigmoid, swish and its lean backward | swish', a stable softplus | 03 |
-# | 08 | the squeeze-and-excitation module and its real cost | SE parameters and operations | 04, 07 |
-# | 09 | the MBConv block and the paper's Fig. 1a/1b/1c | an MBConv's parameter count | 05, 06, 08 |
-# | 10 | EfficientNet-B0: Table I and the parameter counts of Table II | SEend's counts by hand, the Xavier bound | 09 |
-# | 11 | the training loop: loss, SGD + Nesterov, the schedule, real images, real steps | one Nesterov step, the smoothing floor | 10 |
-# | 12 | JAX tracing: a tracer of our own records our tape, then `jax.jit` does | a jit-safe leaky ReLU | 11 |
-# | 13 | the JAX backend: depthwise by taps, the compiled step, donation, sharding, bf16, multi-host | bfloat16 rounding | 12 |
-# | 14 | the SE ablation, read like the paper's Table II | the report's spread rule | 13 |
-# | 15 | capstone: a variant of your own, counted, trained against base over seeds | your variant and its count | 14 |
+# | 06 | batch norm: train vs eval, moving averages, the closed-form backward | **BN's forward and backward**, run as a Function | 03 |
+# | 07 | stable sigmoid, swish and its lean backward | a stable softplus; swish' | 03 |
+# | 08 | the squeeze-and-excitation module and its real cost | **the SE forward** | 04, 07 |
+# | 09 | the MBConv block and the paper's Fig. 1a/1b/1c | **the MBConv forward with its skip** | 05, 06, 08 |
+# | 10 | EfficientNet-B0: Table I and the parameter counts of Table II | SEend's counts by hand; the Xavier bound | 09 |
+# | 11 | the training loop: loss, SGD + Nesterov, the schedule, real images, real steps | the smoothing floor; one Nesterov step; **the training step** | 10 |
+# | 12 | JAX tracing: a tracer of our own records our tape, then `jax.jit` does (a jaxpr printed) | a jit-safe leaky ReLU | 11 |
+# | 13 | the JAX backend: primitives, depthwise by taps, the compiled step (StableHLO), donation | **depthwise by taps in jax.numpy** | 12 |
+# | 14 | many devices (sharding), bfloat16 with float32 masters, many hosts | bfloat16 rounding in JAX | 13 |
+# | 15 | the SE ablation, read like the paper's Table II; paired statistics over seeds | the paired interval | 14 |
+# | 16 | capstone: a variant of your own, counted, trained against base over seeds | your variant; its count | 15 |
+#
+# In bold: the pieces of the engine you write, which the lesson then runs on.
 
 # %% [markdown]
 # ## Where the trainer's command is explained
@@ -133,16 +137,17 @@ lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", 
 
 # %%
 TRAIN_WALKTHROUGH = [
-    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 14"),
-    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "13"),
+    ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 15"),
+    ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "13, 14"),
     ("open the data and batch it (data_tools.Loader)", "data_tools/loader.py", "11"),
     ("build_model(variant): stem, 16 MBConv blocks, head", "tinyeffnet/model/efficientnet.py", "04-10"),
     ("initialise the weights (Xavier, the paper's choice)", "tinyeffnet/nn/init.py", "10"),
     ("SGD with Nesterov momentum and weight decay", "tinyeffnet/training/optimizer.py", "11, 13"),
     ("one step: forward, our backward, update (jit on JAX)", "tinyeffnet/training/step.py", "02, 11, 12, 13"),
     ("learning rate per step: warmup then cosine", "tinyeffnet/training/schedule.py", "11"),
-    ("loss with label smoothing, top-1/top-5", "tinyeffnet/engine/ops.py", "11"),
-    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "14"),
+    ("loss with label smoothing", "tinyeffnet/engine/functional.py", "11"),
+    ("top-1/top-5 and the other batch metrics", "tinyeffnet/training/metrics.py", "11"),
+    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "15"),
 ]
 lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for what, where, lessons in TRAIN_WALKTHROUGH])
 
@@ -154,7 +159,7 @@ lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for wha
 #     for f in lessons/[0-9]*.py; do python "$f"; done
 #
 # or, as the test suite does (one fresh process per lesson, with and without the
-# reference solutions, and two lessons executed as notebooks):
+# reference solutions, and three lessons executed as notebooks):
 #
 #     python -m pytest -q tests/test_lessons.py
 #
@@ -163,8 +168,8 @@ lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for wha
 # tensors and tiny networks; the real sizes appear where only shapes are needed (the meta
 # backend, lessons 01, 05, 08 and 10).
 #
-# A lesson's last line says `ok: lesson NN checks passed` when its own checks hold, and the
-# line before it how many of its exercises you have done.
+# A lesson's last line sums it up: how many of its exercises are passed, to do and wrong,
+# and that its own checks hold. It says `lesson NN passed` only when every exercise is.
 
 # %% [markdown]
 # ## Checks
@@ -172,7 +177,7 @@ lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for wha
 # %%
 lessons = sorted(n for n in os.listdir(os.path.join(ROOT, "lessons")) if n[:2].isdigit() and n.endswith(".py"))
 numbers = [int(n[:2]) for n in lessons]
-assert numbers == list(range(16)), f"expected lessons 00..15, found {lessons}"
+assert numbers == list(range(17)), f"expected lessons 00..16, found {lessons}"
 for _, where, _ in TRAIN_WALKTHROUGH:
     assert os.path.exists(os.path.join(ROOT, where)), f"the walkthrough names {where}, which does not exist"
 for module in ("backends/contract.py", "tinyeffnet/engine/tensor.py", "tinyeffnet/engine/autograd.py",
@@ -183,4 +188,4 @@ for name in lessons[1:]:
     assert course.exercises.of_lesson(number), f"lesson {number} has no exercise"
     assert os.path.isfile(os.path.join(ROOT, "lessons", "solutions", name)), f"lesson {number} has no solutions file"
 print(f"{len(lessons)} lessons, {len(course.exercises.EXERCISES)} exercises, {len(repo_map)} modules mapped")
-print("ok: lesson 00 checks passed")
+lesson.finish()

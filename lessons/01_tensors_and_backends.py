@@ -113,6 +113,30 @@ print("sum over axis 1:", py.shape(row_sums), py.to_flat(row_sums))
 print("expanded back:  ", py.to_flat(py.expand(row_sums, (2, 3))))
 
 # %% [markdown]
+# ### Exercise 01.2: broadcasting, in flat storage
+#
+# `expand` is the one primitive that broadcasts: every axis of size 1 may grow, its values
+# repeated along it. Write `expand_flat(values, shape, new_shape)`: the flat row-major list
+# of the expanded array, from the flat list `values` of an array of `shape` (same rank as
+# `new_shape`). With exercise 01.1 it is a few lines: walk the positions of the result in
+# row-major order (`itertools.product`) and read each one's source, where a grown axis can
+# only be read at index 0. The check compares with the python backend on shapes that grow
+# in front, in the middle and at the end; below, your function then expands the row sums.
+
+# %%
+# EXERCISE 01.2: your code here
+def expand_flat(values, shape, new_shape):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("01.2", expand_flat)
+if lesson.passed("01.2"):
+    mine = lesson.answer("01.2")(py.to_flat(row_sums), (2, 1), (2, 3))
+    print("your expand of the row sums:", mine)
+    assert mine == py.to_flat(py.expand(row_sums, (2, 3)))
+
+# %% [markdown]
 # ## One place checks every result
 #
 # Every public method of `Backend` (1) validates its arguments, (2) works out the
@@ -211,22 +235,6 @@ except TypeError as e:
 # The stem convolution of B0: each of the 112 x 112 x 32 outputs is a sum of
 # 3 x 3 x 3 = 27 products, so 112 * 112 * 32 * 27 = 10,838,016 MACs (the first row of
 # Table I in lesson 10).
-#
-# ### Exercise 01.2: count a convolution's work
-#
-# Write `conv_macs(x_shape, kernel_shape, stride, groups)`: the MACs of `conv2d` with SAME
-# padding (output size ceil(input / stride)), x in NHWC and the kernel in HWIO, where
-# I = C_in / groups. Every output value is a sum of k * k * I products. The check compares
-# with the meta backend on four convolutions, among them a depthwise one (lesson 05).
-
-# %%
-# EXERCISE 01.2: your code here
-def conv_macs(x_shape, kernel_shape, stride, groups):
-    raise NotImplementedError
-
-
-# %%
-lesson.exercise("01.2", conv_macs)
 
 # %% [markdown]
 # ## Checks
@@ -247,4 +255,3 @@ assert y_jx.dtype == "float32"
 assert out.shape == (1, 112, 112, 32)
 assert meta.macs == 112 * 112 * 32 * 27 == 10_838_016, meta.macs
 lesson.finish()
-print("ok: lesson 01 checks passed")

@@ -172,10 +172,42 @@ lesson.exercise("02.2", Tanh)
 #
 # `backward(root)` must hand each tensor's gradient to its parents only when it is
 # *complete*: when every use of that tensor has contributed. Visiting the nodes in reverse
-# topological order (every node before its inputs) guarantees it.
+# topological order (every node before its inputs) guarantees it. Two parts, then:
 #
-# `topological_order` is an **iterative** depth-first search with an explicit stack: a
-# recursive one would hit Python's recursion limit (1000 frames) on a long chain of ops.
+# 1. **The order.** A depth-first search from the root puts a node in the list after all of
+#    its parents (the tensors it was computed from). It must be **iterative**, with an
+#    explicit stack: a recursive one would hit Python's recursion limit (1000 frames) on a
+#    long chain of ops. A trick for the stack: push `(node, False)` to visit a node, and
+#    `(node, True)` to emit it once everything pushed after it (its parents) is done.
+# 2. **The walk.** `grads` maps each tensor to its gradient *so far*, starting with 1.0 for
+#    the root. In reverse order, each node hands its (now complete) gradient to
+#    `node._ctx.backward(g)`, which returns one gradient per parent (None or unneeded where
+#    `ctx.needs_grad` is False); a parent that already has a gradient gets the new one
+#    **added** (`backend.add`). That is **gradient accumulation**, and it is what makes
+#    `x * x` give 2x. A leaf (a tensor without `_ctx`) adds its gradient to `.grad`, so that
+#    calling `backward` twice accumulates: the optimizer must reset it.
+#
+# ### Exercise 02.3: backward
+#
+# Write `run_backward(root)`, the two parts above, with the tape's own fields:
+# `node._ctx`, `ctx.parents`, `ctx.needs_grad`, `ctx.backward(g)`, and `node.backend`'s
+# `full` and `add`. The check builds four graphs twice (shared subexpressions, a matrix
+# product, a chain of 3000 ops) and compares your leaves' `.grad` with the library's
+# backward. Once it passes, the rest of this lesson runs its examples on YOUR backward.
+
+# %%
+# EXERCISE 02.3: your code here
+def run_backward(root):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("02.3", run_backward)
+engine_backward = lesson.answer("02.3") or autograd.backward
+print("the examples below run on", "your run_backward" if lesson.passed("02.3") else "the library's backward")
+
+# %% [markdown]
+# The library's version (`tinyeffnet/engine/autograd.py`):
 
 # %%
 print(course.source(topological_order))
@@ -183,22 +215,20 @@ print(course.source(autograd.backward, cut=[("if not root.requires_grad", "no in
                                             ("if root.size != 1", "reduce it to a scalar")]))  # less error messages
 
 # %% [markdown]
-# Note three details of `backward`:
-#
-# 1. `grads` maps each tensor to its gradient *so far*; a second contribution is added
-#    (`backend.add(seen, pg)`). That is **gradient accumulation**, and it is what makes
-#    `x * x` give 2x.
-# 2. Leaves (tensors without a context) receive `.grad`, added to any gradient already
-#    there: calling `backward` twice accumulates, and the optimizer must reset it.
-# 3. `node._ctx = None` frees what each Function kept: the tape is used once.
+# Besides what you wrote, it keeps `.grad` on tensors that asked with `retain_grad()`
+# (below) and sets `node._ctx = None` to free what each Function kept: the tape is used
+# once.
 #
 # The order for our `f`:
 
 # %%
 x = Tensor(2.0, requires_grad=True)
 f = x * x + x * 3.0
-order = topological_order(f)
-print([type(n._ctx).__name__ if n._ctx else "leaf" for n in order])
+order = [type(n._ctx).__name__ if n._ctx else "leaf" for n in topological_order(f)]
+print(order)
+engine_backward(f)
+print("df/dx =", x.grad.item())
+f_grad = x.grad.item()
 
 # %% [markdown]
 # A deep chain: 3000 additions in a row, far past the recursion limit.
@@ -209,7 +239,7 @@ h = z
 for _ in range(3000):
     h = h + 1.0
 chain_nodes = len(topological_order(h))
-h.backward()
+engine_backward(h)
 print(chain_nodes, "tensors on the tape; dh/dz =", z.grad.item(), "; recursion limit", sys.getrecursionlimit())
 
 # %% [markdown]
@@ -220,10 +250,10 @@ print(chain_nodes, "tensors on the tape; dh/dz =", z.grad.item(), "; recursion l
 # %%
 a = Tensor([1.0, 2.0], requires_grad=True)
 b = Tensor([10.0, 20.0], requires_grad=True)
-(a * b + a).sum().backward()
+engine_backward((a * b + a).sum())
 print("dg/da =", a.grad.tolist(), " dg/db =", b.grad.tolist())
 grad_a_once = a.grad.tolist()
-(a * b + a).sum().backward()  # a second backward adds to .grad
+engine_backward((a * b + a).sum())  # a second backward adds to .grad
 print("after a second backward, a.grad =", a.grad.tolist(), "(doubled: reset grads between steps)")
 grad_a_twice = a.grad.tolist()
 
@@ -236,10 +266,40 @@ grad_a_twice = a.grad.tolist()
 # Function then sees equal shapes and never thinks about broadcasting.
 #
 # The gradient of a broadcast must be summed back over the grown axes: each bias entry
-# was used by both rows. That sum lives in exactly one place, `Expand.backward`:
+# was used by both rows.
+#
+# ### Exercise 02.4: the broadcast reduction
+#
+# Write `unbroadcast(grad, shape)`: `grad` is a Tensor with the broadcast result's shape;
+# sum it back to `shape`, which may have fewer axes (broadcasting adds them in front) and
+# axes of size 1 where grad's are larger. `Tensor.sum(axis=..., keepdims=...)` and
+# `reshape` are all it takes. The check compares with autograd on random shape pairs;
+# then your function becomes `Expand`'s backward for the bias below.
+
+# %%
+# EXERCISE 02.4: your code here
+def unbroadcast(grad, shape):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("02.4", unbroadcast)
+
+# %% [markdown]
+# The library does it in exactly one place, `Expand.backward` (it only ever sees equal
+# ranks: `_broadcast` reshaped the bias first):
 
 # %%
 print(inspect.getsource(fn.Expand))
+
+
+class YourExpand(fn.Expand):
+    """Expand whose backward is your unbroadcast (exercise 02.4)."""
+
+    def backward(self, g):
+        with no_grad():
+            return (lesson.answer("02.4")(Tensor(g, self.backend), self.src).data,)
+
 
 # %%
 xm = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
@@ -251,9 +311,15 @@ while node._ctx is not None:
     describe_ops.append(type(node._ctx).__name__)
     node = node._ctx.parents[0]
 print("the bias reaches Add through:", " <- ".join(describe_ops), "<- bias")
-(out * out).sum().backward()
-print("d/dbias sum((x + bias)^2) =", bias.grad.tolist(), "shape", bias.grad.shape)
+engine_backward((out * out).sum())
 # by hand: 2 * (column sums of x + 2 * bias) = 2 * ([5, 7, 9] + [0.2, 0.4, 0.6])
+print("d/dbias sum((x + bias)^2) =", bias.grad.tolist(), "shape", bias.grad.shape)
+if lesson.passed("02.4"):
+    your_bias = Tensor(bias.data, requires_grad=True)
+    grown = YourExpand.apply(your_bias.reshape(1, 3), shape=(2, 3))
+    engine_backward(((xm.detach() + grown) * (xm.detach() + grown)).sum())
+    print("the same through YOUR Expand backward:", your_bias.grad.tolist())
+    assert all(abs(p - q) < 1e-12 for p, q in zip(your_bias.grad.tolist(), bias.grad.tolist()))
 
 # %% [markdown]
 # ## no_grad
@@ -292,8 +358,9 @@ x = Tensor(2.0, requires_grad=True)
 (x * x + x * 3.0).backward()
 assert x.grad.item() == 7.0, f"d/dx (x^2 + 3x) at 2 is 7, got {x.grad.item()}"
 assert u.grad.tolist() == [3.0, 12.0, 27.0], u.grad.tolist()
-assert [type(n._ctx).__name__ if n._ctx else "leaf" for n in order][-1] == "Add", "the root comes last"
-assert order[0]._ctx is None, "a leaf comes first"
+assert order[-1] == "Add", "the root comes last"
+assert f_grad == 7.0, "the walk adds x's three uses: 2x + 3 at x = 2"
+assert order[0] == "leaf", "a leaf comes first"
 assert chain_nodes == 3001, "3000 sums and the leaf"
 assert z.grad.item() == 1.0, "a chain of additions passes the gradient through unchanged"
 assert grad_a_once == [11.0, 21.0] and b.grad.tolist() == [2.0, 4.0], (grad_a_once, b.grad.tolist())
@@ -308,4 +375,3 @@ dL_dd = 3 * s_picture * (1 - s_picture)
 assert abs(picture_grads[0] - dL_dd * (-3.0 + 2 * 2.0)) < 1e-12 and abs(picture_grads[1] - dL_dd * 2.0) < 1e-12
 assert len(tape.ops) == 5 and len(tape.tensors) == 8, "3 Muls, Add, Sigmoid; a, b, 3.0 and five results"
 lesson.finish()
-print("ok: lesson 02 checks passed")

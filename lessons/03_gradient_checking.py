@@ -85,19 +85,23 @@ lesson.show(line_chart([dict(
 # %% [markdown]
 # ### Exercise 03.1: the error, predicted
 #
-# Write `central_error(eps)`: the leading term of the central difference's error for
-# f = exp at x = 1 (the dashed line of slope 2). The check compares it with the measured
-# error at eps = 1e-1, 1e-2 and 1e-3.
+# Write `central_error(x, eps)`: the *predicted* error of the central difference of
+# f = exp at any x, the leading term of its Taylor expansion (expand f(x + eps) and
+# f(x - eps) to the eps^3 term and subtract; the dashed line of slope 2 is this term at
+# x = 1). A prediction, not the measured error: the check tries eps = 0.5 and 0.3, where
+# the higher Taylor terms make the measured error differ from the leading one, and
+# eps = 1e-7, where round-off swamps it; and x other than 1.
 
 # %%
 # EXERCISE 03.1: your code here
-def central_error(eps):
+def central_error(x, eps):
     raise NotImplementedError
 
 
 # %%
 lesson.exercise("03.1", central_error)
-#
+
+# %% [markdown]
 # ## `tinyeffnet/engine/gradcheck.py`
 #
 # Two ways to check a function `f(*inputs) -> Tensor`:
@@ -219,4 +223,3 @@ assert caught is not None and "input 0" in caught and "analytic" in caught, "the
 assert "flat index 0" in caught or "flat index 4" in caught or "flat index 1" in caught, caught
 assert caught_projection is not None, "the projection check must catch the wrong backward too"
 lesson.finish()
-print("ok: lesson 03 checks passed")

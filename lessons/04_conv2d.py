@@ -130,6 +130,29 @@ lesson.show(conv_windows([
 # zeros and the image's last row and column are never the centre of anything.
 
 # %% [markdown]
+# ### Exercise 04.3: the forward convolution, from its windows
+#
+# Write `conv2d_windows(x, w, stride, padding)` for x (N, H, W, C_in), w (k, k, C_in,
+# C_out) and explicit padding ((top, bottom), (left, right)) of zeros, no groups: output
+# pixel (p, q) is the window of the padded input starting at row p * stride, column
+# q * stride, and y[n, p, q, o] = sum over the window's k x k taps (a, b) and the input
+# channels i of xpad[n, p s + a, q s + b, i] * w[a, b, i, o]. The output has
+# (H + top + bottom - k) // stride + 1 rows. Plain loops over `x.tolist()` and
+# `w.tolist()` are fine (padded row p s + a is row p s + a - top of x, a zero outside x);
+# return a Tensor or nested lists. The check compares with `conv2d` on five random
+# convolutions (SAME, VALID and uneven padding, strides 1 and 2). Your convolution
+# becomes a Function at the end of the lesson.
+
+# %%
+# EXERCISE 04.3: your code here
+def conv2d_windows(x, w, stride, padding):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("04.3", conv2d_windows)
+
+# %% [markdown]
 # `functional.conv2d` turns 'SAME' into explicit (lo, hi) pairs and calls the `Conv2d`
 # Function; the backend primitive only ever sees explicit padding.
 
@@ -211,6 +234,25 @@ xg = Tensor(x4.data, requires_grad=True)
 print("dx by hand:     ", grid(dx_by_hand))
 print("dx (primitive): ", grid(dx_primitive))
 print("dx (autograd):  ", grid(xg.grad))
+
+# %% [markdown]
+# ### Exercise 04.4: the input gradient, from the windows
+#
+# The recipe above is how a fast implementation does it. The direct way reads the forward
+# backwards: every tap of every window that read x[n, r, c, i] (r = p s + a - top,
+# c = q s + b - left, inside x) hands it dy[n, p, q, o] * w[a, b, i, o], summed over o.
+# Write `conv_grad_input(dy, w, x_shape, stride, padding)` that way, loops over the same
+# windows as exercise 04.3, and return dx of shape x_shape (a Tensor or nested lists). The
+# check uses adjointness (below) and compares with autograd on five random convolutions.
+
+# %%
+# EXERCISE 04.4: your code here
+def conv_grad_input(dy, w, x_shape, stride, padding):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("04.4", conv_grad_input)
 
 # %% [markdown]
 # The pure-Python backend's implementation (`backends/python_backend.py:
@@ -297,6 +339,39 @@ def conv_grad_weight(x, dy, k, stride, padding):
 lesson.exercise("04.2", conv_grad_weight)
 
 # %% [markdown]
+# ## Your convolution, as a Function
+#
+# With exercises 04.2 to 04.4 done you have a whole convolution: a forward and both
+# gradients. `course.as_function` plugs them into the engine as a `Function` (forward and
+# backward given as Tensor-level functions), and the lesson's own check, finite
+# differences along a random direction (lesson 03), runs on it, and so does autograd
+# through a small expression around it, compared with the library's `conv2d`.
+
+# %%
+yours = ("04.2", "04.3", "04.4")
+your_conv_error = None
+if all(lesson.passed(i) for i in yours):
+    grad_weight, forward, grad_input = (lesson.answer(i) for i in yours)
+    YourConv2d = course.as_function(
+        lambda x, w, stride, padding: forward(x, w, stride, padding),
+        lambda x, w, dy, stride, padding: (grad_input(dy, w, x.shape, stride, padding),
+                                           grad_weight(x, dy, w.shape[0], stride, padding)),
+        name="YourConv2d")
+    pad = (F.same_padding(6, 3, 2), F.same_padding(6, 3, 2))
+    your_conv_error = check_projection(lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad).swish(), [xs, ws])
+    print(f"finite differences on YOUR conv2d Function, stride 2: error {your_conv_error:.1e}")
+    pair = []
+    for conv in (lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad), lambda x, w: F.conv2d(x, w, 2, pad)):
+        xa, wa = Tensor(xs.data, requires_grad=True), Tensor(ws.data, requires_grad=True)
+        (conv(xa, wa).sigmoid() * 3.0).sum().backward()
+        pair.append(xa.grad.to_flat() + wa.grad.to_flat())
+    your_conv_difference = max(abs(p - q) for p, q in zip(*pair))
+    print(f"gradients through yours and the library's: largest difference {your_conv_difference:.1e}")
+    assert your_conv_error < 1e-6 and your_conv_difference < 1e-9
+else:
+    print("exercises", ", ".join(i for i in yours if not lesson.passed(i)), "still open: this runs once all three pass")
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -312,4 +387,3 @@ for three in adjoint:
 assert err < 1e-6
 assert by_chain_rule == by_recipe == [14.0, 21.0, 35.0 + 22.0, 33.0], (by_chain_rule, by_recipe)
 lesson.finish()
-print("ok: lesson 04 checks passed")

@@ -124,8 +124,10 @@ lesson.show(bar_chart([
 #
 # Write `separable_cost(h, w, c_in, c_out, k, stride)` -> (MACs, weights) of a depthwise
 # k x k convolution (SAME padding, the given stride) followed by a 1x1 convolution to
-# c_out channels, on an (h, w, c_in) input, without biases. The check builds the two layers
-# on the meta backend and compares with its counts on four shapes of B0.
+# c_out channels, on an (h, w, c_in) input, without biases: by hand, from the shapes, as
+# the list above does (building layers inside your function is refused: that is what the
+# check compares with). The check builds the two layers on the meta backend and compares
+# with its counts on three shapes of B0 and three random ones.
 
 # %%
 # EXERCISE 05.1: your code here
@@ -159,4 +161,3 @@ assert abs(sep_macs / full_macs - (1 / 40 + 1 / 25)) < 1e-12
 assert full_shape == sep_shape == (1, 28, 28, 40)
 assert DepthwiseConv2d(144, 5).weight.shape == (5, 5, 1, 144), "depthwise kernel is (k, k, 1, C)"
 lesson.finish()
-print("ok: lesson 05 checks passed")

@@ -58,6 +58,29 @@ print("moving mean after one step:", bn.moving_mean.tolist(), " (0.01 * [4.5, 45
 print("moving var after one step: ", bn.moving_var.tolist(), " (0.99 * 1 + 0.01 * [5.25, 525])")
 
 # %% [markdown]
+# ### Exercise 06.1: the forward of batch norm
+#
+# Write `bn_forward(x, gamma, beta, eps)`: training-mode batch norm of an NHWC Tensor by
+# the formulas at the top (biased variance, eps inside the square root), with Tensor
+# arithmetic: `x.mean(axis=(0, 1, 2), keepdims=True)`, `-`, `*`, `** -0.5`. The check
+# compares with the library's `batch_norm_train` for three random shapes and
+# eps = 1e-3, 0.1 (where eps outside the root shows) and 1e-5. Your version then
+# normalises the example above.
+
+# %%
+# EXERCISE 06.1: your code here
+def bn_forward(x, gamma, beta, eps):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("06.1", bn_forward)
+if lesson.passed("06.1"):
+    yours = lesson.answer("06.1")(x, Tensor([1.0, 1.0]), Tensor([0.0, 0.0]), 1e-3)
+    print("your bn_forward, channel 0:", [round(v, 6) for v in yours.to_flat()[0::2]])
+    assert max(abs(p - q) for p, q in zip(yours.to_flat(), y.to_flat())) < 1e-12
+
+# %% [markdown]
 # The output has mean 0 and variance *slightly below* 1: eps is added to the variance.
 #
 # ## The moving averages are slow
@@ -109,46 +132,48 @@ print(course.source(F.batch_norm_eval))
 # intermediate arrays and makes the compiled program bigger. Deriving the gradient once
 # by hand gives one `Function`.
 #
-# Write dxhat = dy * gamma. The output depends on x_i directly and through mean and var:
+# Write dxhat = dy * gamma (the gradient reaching xhat). The output depends on x_i directly
+# and through mean and var:
 #
 #     dL/dx_i = dxhat_i * invstd
 #             + dL/dmean * 1/M                          (dmean/dx_i = 1/M)
 #             + dL/dvar * 2 (x_i - mean) / M            (dvar/dx_i, the mean term sums to 0)
 #
-#     dL/dmean = -invstd * sum(dxhat)
-#     dL/dvar  = -1/2 * invstd^3 * sum(dxhat * (x - mean)) = -1/2 * invstd^2 * sum(dxhat * xhat)
+# with dL/dmean and dL/dvar what the chain rule gives through xhat = (x - mean) * invstd
+# and invstd = (var + eps)^-1/2. And for the affine part, dgamma and dbeta.
 #
-# Substituting and using x_i - mean = xhat_i / invstd:
+# ### Exercise 06.2: the backward of batch norm
 #
-#     dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
-#
-# and for the affine part, dgamma = sum(dy * xhat), dbeta = sum(dy).
-#
-# Two facts to notice: the gradient is orthogonal to the constant vector (sum(dx) = 0:
-# adding a constant to a channel changes nothing after BN), and, up to the small eps, it
-# is orthogonal to xhat (scaling a channel changes almost nothing either). The library's `BatchNorm` Function also
-# reuses sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma:
+# Work out dL/dmean and dL/dvar, substitute them (x_i - mean = xhat_i / invstd helps),
+# and write `bn_backward(x, gamma, beta, dy, eps)` -> (dx, dgamma, dbeta) with Tensor
+# arithmetic (`mean`, `sum` over `axis=(0, 1, 2)` with `keepdims=True`, `*`, `-`,
+# `** -0.5`), not `backward()`. The check compares with autograd through the library's
+# `batch_norm_train` for three random shapes and eps values. Then your forward and
+# backward become one Function, and the checks below run on it.
 
 # %%
-print(course.source(fn.BatchNorm.backward))
-
-# %% [markdown]
-# ### Exercise 06.1: the backward of batch norm
-#
-# Write `bn_backward(x, gamma, dy, eps)` -> (dx, dgamma) for training-mode batch norm of
-# an NHWC Tensor x with Tensor arithmetic (`mean`, `sum` over `axis=(0, 1, 2)` with
-# `keepdims=True`, `*`, `-`, `** -0.5`), not `backward()`: compute mean, invstd and xhat,
-# then dxhat = dy * gamma and the two formulas above. The check compares with autograd
-# through the library's `batch_norm_train` on two shapes.
-
-# %%
-# EXERCISE 06.1: your code here
-def bn_backward(x, gamma, dy, eps):
+# EXERCISE 06.2: your code here
+def bn_backward(x, gamma, beta, dy, eps):
     raise NotImplementedError
 
 
 # %%
-lesson.exercise("06.1", bn_backward)
+lesson.exercise("06.2", bn_backward)
+
+# %% [markdown]
+# The closed form the library uses: dL/dmean = -invstd * sum(dxhat) and
+# dL/dvar = -1/2 * invstd^2 * sum(dxhat * xhat), so
+#
+#     dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+#
+# Two facts to notice: the gradient is orthogonal to the constant vector (sum(dx) = 0:
+# adding a constant to a channel changes nothing after BN), and, up to the small eps, it
+# is orthogonal to xhat (scaling a channel changes almost nothing either). The library's
+# `BatchNorm` Function also reuses sum(dxhat) = gamma * dbeta and
+# sum(dxhat * xhat) = gamma * dgamma:
+
+# %%
+print(course.source(fn.BatchNorm.backward))
 
 # %% [markdown]
 # ## Checking it, two ways
@@ -189,6 +214,29 @@ sum_dx_channel0 = sum(dx[0::4])
 print(f"sum of dx over channel 0: {sum_dx_channel0:.1e}")
 
 # %% [markdown]
+# ## Your batch norm, as a Function
+#
+# Exercises 06.1 and 06.2 together are a batch-norm Function: `course.as_function` plugs
+# them into the engine, and the two checks above run on it: finite differences, and
+# autograd's gradient of the naive chain.
+
+# %%
+your_bn_error = your_bn_largest = None
+if lesson.passed("06.1") and lesson.passed("06.2"):
+    YourBatchNorm = course.as_function(lambda x, g, b, eps: lesson.answer("06.1")(x, g, b, eps),
+                                       lambda x, g, b, dy, eps: lesson.answer("06.2")(x, g, b, dy, eps),
+                                       name="YourBatchNorm")
+    your_bn_error = check_elementwise(lambda x, g, b: YourBatchNorm.apply(x, g, b, eps=1e-3), [xr, gamma, beta])
+    leaves = [Tensor(t.data, requires_grad=True) for t in (xr, gamma, beta)]
+    (YourBatchNorm.apply(*leaves, eps=1e-3) * dy).sum().backward()
+    your_bn_largest = max(abs(p - q) for t, want in zip(leaves, grads["naive chain"])
+                          for p, q in zip(t.grad.to_flat(), want))
+    print(f"YOUR batch norm: finite differences {your_bn_error:.1e}; against the naive chain {your_bn_largest:.1e}")
+    assert your_bn_error < 1e-6 and your_bn_largest < 1e-10
+else:
+    print("runs once exercises 06.1 and 06.2 pass")
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -201,4 +249,3 @@ assert err_fd < 1e-6, err_fd
 assert largest < 1e-10, "the closed form equals autograd through the naive chain"
 assert abs(sum_dx_channel0) < 1e-10, "BN's input gradient sums to zero per channel"
 lesson.finish()
-print("ok: lesson 06 checks passed")

@@ -188,7 +188,7 @@ print(f"swish decreases for x in [{min(decreasing)}, {max(decreasing):.2f}] of t
 # ### Exercise 07.2: swish's derivative, by hand
 #
 # Write `swish_grad(x)`: the derivative of swish at a float x, from the product rule (the
-# formula of the previous section). The check compares with autograd at eight points.
+# formula of the previous section). The check compares with autograd at ten points.
 
 # %%
 # EXERCISE 07.2: your code here
@@ -198,7 +198,8 @@ def swish_grad(x):
 
 # %%
 lesson.exercise("07.2", swish_grad)
-#
+
+# %% [markdown]
 # ## Checks
 
 # %%
@@ -214,4 +215,3 @@ assert min(decreasing) == xs[0] and x_min - 0.05 < max(decreasing) < x_min, "dec
 assert all(g > 0 for x, g in zip(xs, swish_slopes) if x > x_min), "increasing above the minimum"
 assert abs(max(swish_slopes) - 1.0998) < 1e-3, max(swish_slopes)
 lesson.finish()
-print("ok: lesson 07 checks passed")

@@ -31,10 +31,33 @@ ROOT = course.ROOT
 
 
 from backends import get_backend
-from tinyeffnet import Tensor
+from tinyeffnet import Tensor, functional as F
 from tinyeffnet.model.efficientnet import SE_RATIO, block_specs
 from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import DepthwiseConv2d, SqueezeExcite, initialize
+
+# %% [markdown]
+# ### Exercise 08.1: the SE forward
+#
+# Write `se_forward(x, w_reduce, b_reduce, w_expand, b_expand)`: the four steps above on
+# an NHWC Tensor x with C channels, with Tensor operations (`x.mean(axis=(1, 2),
+# keepdims=True)`, `F.conv2d(s, w)` for a 1x1 convolution with a kernel of shape
+# (1, 1, C, r), `+ bias`, `F.swish`, `F.sigmoid`, `*`). The check runs the library's
+# `SqueezeExcite` with random weights on four random shapes and compares values and the
+# input's gradient; then the lesson's own checks of the gates and of the gradient run on
+# your module.
+
+# %%
+# EXERCISE 08.1: your code here
+def se_forward(x, w_reduce, b_reduce, w_expand, b_expand):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("08.1", se_forward)
+
+# %% [markdown]
+# The library's module:
 
 # %%
 print(course.source(SqueezeExcite, docstring=True))
@@ -60,22 +83,6 @@ for i, spec in enumerate(block_specs("base")[:6]):
 # Block 0 (expand ratio 1) squeezes 32 channels through 8; block 1 squeezes 96 expanded
 # channels through only 4, because its input has 16 channels. The `max(1, ...)` matters
 # only for very thin networks (width multipliers below 1), where int(3 * 0.25) would be 0.
-#
-# ### Exercise 08.1: count the SE module's parameters
-#
-# Before reading on: write `se_parameters(channels, block_in)`, the trained numbers of an
-# SE module on `channels` channels in a block whose input has `block_in` channels. Look at
-# the source above: two 1x1 convolutions, each with a bias, and the bottleneck r from
-# `block_in`. The check builds MBConv blocks with and without SE and compares.
-
-# %%
-# EXERCISE 08.1: your code here
-def se_parameters(channels, block_in):
-    raise NotImplementedError
-
-
-# %%
-lesson.exercise("08.1", se_parameters)
 
 # %% [markdown]
 # ## Parameters
@@ -99,8 +106,19 @@ for name, p in se.named_parameters():
 
 # %%
 initialize(se, "xavier", seed=0)
+
+
+def run_se(module, x):
+    """The SE module's forward: yours once exercise 08.1 passes, else the library's."""
+    if lesson.passed("08.1"):
+        return lesson.answer("08.1")(x, module.reduce.weight, module.reduce.bias, module.expand.weight,
+                                     module.expand.bias)
+    return module(x)
+
+
+print("the checks below run on", "YOUR se_forward" if lesson.passed("08.1") else "the library's SqueezeExcite")
 x = Tensor.normal(1, (2, 3, 3, 96))
-y = se(x)
+y = run_se(se, x)
 xs, ys = x.to_flat(), y.to_flat()
 gates = {}
 for index, (a, b) in enumerate(zip(xs, ys)):
@@ -127,7 +145,7 @@ names = [n for n, _ in small.named_parameters()]
 
 def se_with(x, *params):
     with small.bind(dict(zip(names, params))):
-        return small(x)
+        return run_se(small, x)
 
 
 err = check_projection(se_with, [xg] + [Tensor(p.data, requires_grad=True) for p in small.parameters()])
@@ -141,24 +159,9 @@ print(f"SE gradient check (input and all 4 parameters): error {err:.1e}")
 # ## Cheap in multiplies, not free
 #
 # Block 1 of B0 at 224x224: the depthwise 3x3 conv on 96 channels at 56x56 (stride 2 from
-# 112), then the SE module on those 96 channels. Count its arithmetic before the meta
-# backend does.
-#
-# ### Exercise 08.2: count the SE module's operations
-#
-# Write `se_operations(h, w, c, r)`: the arithmetic of an SE module on an (h, w, c)
-# feature map with bottleneck r. Three parts: the average pool adds up every value; the
-# two 1x1 convolutions on the pooled (1, 1, c) vector do their MACs; the gates multiply
-# every value. (Leave out biases, swish, sigmoid and the pool's c divisions.)
-
-# %%
-# EXERCISE 08.2: your code here
-def se_operations(h, w, c, r):
-    raise NotImplementedError
-
-
-# %%
-lesson.exercise("08.2", se_operations)
+# 112), then the SE module on those 96 channels. Its arithmetic has three parts: the
+# average pool adds up every value; the two 1x1 convolutions on the pooled (1, 1, c)
+# vector do their MACs; the gates multiply every value.
 
 # %% [markdown]
 # The meta backend counts the multiply-accumulates of convolutions and matrix products
@@ -204,4 +207,3 @@ assert se_macs == 2 * 96 * 4 == 768 and dw_macs == 56 * 56 * 96 * 9, (se_macs, d
 assert pool_adds + gate_multiplies == 602_112 and se_operations_total == 602_880
 assert 0.2 < se_operations_total / dw_macs < 0.25, "SE's elementwise work is about a fifth of the depthwise conv's"
 lesson.finish()
-print("ok: lesson 08 checks passed")

@@ -39,7 +39,7 @@ from tinyeffnet.nn import BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Squ
 from tinyeffnet.plotting.diagrams import block_columns
 
 # %%
-print(course.source(MBConv, docstring=True, cut=[("def __init__", "self.drop_connect = DropConnect")]))
+print(course.source(MBConv, docstring=True, cut=[("def forward", "return h")]))  # its forward: exercise 09.1
 
 # %% [markdown]
 # ## Fig. 1a, 1b and 1c side by side
@@ -94,24 +94,8 @@ lesson.show(block_columns([dict(title=title, layers=layer_boxes(blocks[position]
                           box=(230, 30)), "fig1_blocks")
 
 # %% [markdown]
-# ### Exercise 09.1: an MBConv block's parameters
-#
-# Write `mbconv_parameters(spec)`: the trained numbers of an MBConv block from its
-# `BlockSpec` alone: the expand 1x1 conv and its BN (only when expand_ratio != 1), the
-# depthwise k x k conv (one k x k filter per channel) and its BN, the SE module where
-# `spec.se_position` puts it (lesson 08: on in * expand channels at "dw", on out channels
-# at "end", r from in), the projection 1x1 conv and its BN. BN trains 2 numbers per
-# channel; the convolutions have no bias. The check compares with every block of B0 at
-# every SE position.
-
-# %%
-# EXERCISE 09.1: your code here
-def mbconv_parameters(spec):
-    raise NotImplementedError
-
-
-# %%
-lesson.exercise("09.1", mbconv_parameters)
+# Block by block, Fig. 1b has the most parameters: its SE works on the expanded channels
+# (in * expand), Fig. 1c's on the output channels.
 
 # %% [markdown]
 # And they compute different things in a different order. Following the shapes through
@@ -166,11 +150,41 @@ for seed in range(200):
 print(f"mean over 200 keys: {sum(means) / len(means):.3f} (expected 1)")
 
 # %% [markdown]
+# ### Exercise 09.1: the block's forward
+#
+# Write `mbconv_forward(block, x, key)`: what the block computes, from its parts (the
+# `__init__` above names them): the expand 1x1 conv, its BN and swish (only when
+# `block.spec.expand_ratio != 1`); the depthwise conv, its BN and swish; the SE module
+# where `block.spec.se_position` puts it ("dw": right after the depthwise stage, "end":
+# after the projection's BN, None: nowhere); the projection 1x1 conv and its BN, with no
+# activation (a *linear* bottleneck); and, when `block.spec.has_skip`, the input added
+# back, the branch going through `block.drop_connect(h, key)` first. Calling `block(x)`
+# or `block.forward` is refused: that is what the check compares with, on six random
+# blocks (expand 1 and more, strides 1 and 2, SE at "dw", "end" and nowhere, in
+# training mode with drop-connect). Your forward then runs the gradient check below.
+
+# %%
+# EXERCISE 09.1: your code here
+def mbconv_forward(block, x, key=None):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("09.1", mbconv_forward)
+
+# %% [markdown]
+# The library's:
+
+# %%
+print(course.source(MBConv.forward))
+
+# %% [markdown]
 # ## A real block, with gradients
 #
 # A small block with all the parts (expand, depthwise stride 1, SE, project, skip with
 # drop-connect) on the pure-Python backend, in training mode. A fixed key keeps the
-# drop-connect mask the same in every forward pass of the finite-difference check.
+# drop-connect mask the same in every forward pass of the finite-difference check. Once
+# exercise 09.1 passes, the block runs YOUR forward.
 
 # %%
 spec = BlockSpec(stage=0, in_channels=4, out_channels=4, expand_ratio=2, kernel=3, stride=1,
@@ -182,9 +196,13 @@ xg = Tensor.normal(4, (2, 4, 4, 4), requires_grad=True)
 key = get_backend("python").key(11)
 
 
+forward = lesson.answer("09.1") or (lambda block, x, key: block(x, key))
+print("the check runs", "YOUR mbconv_forward" if lesson.passed("09.1") else "the library's MBConv.forward")
+
+
 def run_block(x, *params):
     with block.bind(dict(zip(names, params))):
-        return block(x, key)
+        return forward(block, x, key)
 
 
 leaves = [xg] + [Tensor(p.data, requires_grad=True) for p in block.parameters()]
@@ -209,4 +227,3 @@ assert [kind for _, kind in layer_boxes(blocks["end"])] == ["io", "conv", "bn", 
                                                              "add"], "Fig. 1c: SE after the projection's BN"
 assert [kind for _, kind in layer_boxes(blocks["dw"])].index("se") == 5, "Fig. 1b: SE right after the depthwise BN"
 lesson.finish()
-print("ok: lesson 09 checks passed")

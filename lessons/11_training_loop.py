@@ -165,7 +165,8 @@ def nesterov_step(param, grad, velocity, lr, momentum, weight_decay):
 
 # %%
 lesson.exercise("11.2", nesterov_step)
-#
+
+# %% [markdown]
 # ## 3. The learning-rate schedule, and the paper's 300-vs-350 ambiguity
 #
 # Section IV-B: "350 epochs. At the first 5 epochs, the learning rate increases linearly
@@ -254,6 +255,38 @@ lesson.show(image_grid(view_batch.images, view.batch_shape, [dataset.class_names
 # backward; `make_train_step` adds the optimizer's update. The same function is the JAX
 # step too (lesson 13): the runtime compiles it there and runs it as it is here. The state
 # is a plain dict: params, buffers (BN moving statistics), optimizer state.
+#
+# ### Exercise 11.3: the training step
+#
+# Write it yourself first: `train_step(net, optimizer, state, images, labels, key, lr,
+# label_smoothing)` -> (new state, loss), with everything of this lesson and lesson 02:
+#
+# 1. `net.train()`; then `with net.bind(state["params"], state["buffers"]) as leaves:`
+#    (leaves maps each parameter's name to a fresh leaf Tensor that requires a gradient);
+# 2. inside the block: logits = `net(Tensor(images, net.backend), key=key)` (the key drives
+#    dropout and drop-connect), the loss `F.cross_entropy(logits, labels,
+#    label_smoothing)`, `loss.backward()`, the gradients `leaf.grad.data` by name, and the
+#    BN statistics this batch moved, `{name: b.data for name, b in net.named_buffers()}`;
+# 3. after it: `optimizer.update(grads, state["opt_state"], state["params"])` and
+#    `apply_updates(net.backend, state["params"], updates, lr)`.
+#
+# The check runs one step of yours and one of the library's from the same state on a tiny
+# B0 (with dropout and drop-connect, with and without smoothing) and compares the loss,
+# every parameter, BN statistic and momentum. Once it passes, the real steps below run on
+# YOUR step.
+
+# %%
+# EXERCISE 11.3: your code here
+def train_step(net, optimizer, state, images, labels, key, lr, label_smoothing):
+    raise NotImplementedError
+
+
+# %%
+lesson.exercise("11.3", train_step)
+
+# %% [markdown]
+# The library's, which also reports metrics (and can clip, freeze the backbone, keep an
+# EMA of the weights):
 
 # %%
 print(course.source(steps.gradients))
@@ -274,6 +307,13 @@ runtime = make_runtime("python")
 optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
 state = runtime.put_state(steps.init_state(net, optimizer))
 train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)))
+if lesson.passed("11.3"):
+    yours = lesson.answer("11.3")
+
+    def train_step(state, images, labels, key, lr):  # noqa: F811  (YOUR step replaces the library's)
+        new, loss = yours(net, optimizer, state, images, labels, key, lr, 0.1)
+        return new, dict(loss=loss.data if hasattr(loss, "data") else loss)
+print("the steps below run on", "YOUR train_step" if lesson.passed("11.3") else "the library's step")
 images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 print(f"{net.num_parameters():,} parameters; images {py.shape(images)} labels {py.to_flat(labels)}")
 losses = []
@@ -282,7 +322,7 @@ for step in range(10):
     state, metrics = train_step(state, images, labels, runtime.step_key(0, step), 0.05)
     values = runtime.fetch(metrics)
     losses.append(values["loss"])
-    print(f"step {step}: loss {values['loss']:.4f}  top-1 {values['top1']:.3f}")
+    print(f"step {step}: loss {values['loss']:.4f}" + (f"  top-1 {values['top1']:.3f}" if "top1" in values else ""))
 print(f"{(time.time() - start) / 10:.2f} s per step")
 lesson.show(line_chart([dict(
     title="ten steps on the same 8 images, pure Python", xlabel="step", ylabel="training loss", integer_x=True,
@@ -321,4 +361,3 @@ assert batch.images[0] == 0 and abs(py.to_flat(images)[0] - (0.0 - 0.2860) / 0.3
 assert sum(losses[-3:]) / 3 < 0.6 * losses[0], f"the loss should fall on repeated images: {losses}"
 assert min(losses) > floor, "never below the label-smoothing floor"
 lesson.finish()
-print("ok: lesson 11 checks passed")

@@ -180,13 +180,16 @@ runs_for_three_calls = python_runs["loss_and_grad"]
 print("three calls, the Python body ran", runs_for_three_calls, "time")
 
 jaxpr = jax.make_jaxpr(loss_and_grad)(x, w)
+print(jaxpr)  # the whole traced program: our forward AND our backward, one equation per line
 ops = collections.Counter(eqn.primitive.name for eqn in jaxpr.jaxpr.eqns)
 print(len(jaxpr.jaxpr.eqns), "operations in the traced program:", dict(ops))
 convolutions = ops["conv_general_dilated"] + ops["dot_general"]
 print(f"convolutions: {ops['conv_general_dilated']} as conv_general_dilated, {ops['dot_general']} as matrix products")
 
 # %% [markdown]
-# Three calls, one trace. The jaxpr holds two convolutions, the forward one and the
+# Three calls, one trace. Read the jaxpr printed above: its inputs `a` and `b` are x and
+# w (typed by shape and dtype, no values), every line one primitive with its result's
+# type, and its outputs the loss and w's gradient. It holds two convolutions, the forward one and the
 # weight gradient of lesson 04 (as `conv_general_dilated`, or as a matrix product over
 # image patches, `dot_general`, where the JAX backend finds that faster: see
 # `backends/jax_backend.py`), the sigmoid of swish twice (forward, and recomputed in its
@@ -245,7 +248,7 @@ except jax.errors.ConcretizationTypeError as e:
 #
 # Write `leaky_relu(x, slope)` on Tensors: x where x > 0, slope * x elsewhere (for
 # 0 < slope < 1), with Tensor operations only. The check runs it under `jax.jit` on the
-# JAX backend, with our backward, and compares values and gradients.
+# JAX backend, with our backward, for three slopes, and compares values and gradients.
 
 # %%
 # EXERCISE 12.1: your code here
@@ -274,4 +277,3 @@ assert convolutions == 2 and ops["logistic"] == 2, "forward conv and its weight 
 assert abs(float(loss_value) - ref_loss) < 1e-5 and diff_python < 1e-5 and diff_oracle < 1e-5
 assert branch_error is not None, "a Python branch on a traced value cannot be decided"
 lesson.finish()
-print("ok: lesson 12 checks passed")

@@ -16,8 +16,11 @@ table renders as Markdown.
 Exercises: the lesson gives a marked cell (a function or class to fill in) and passes what
 it holds to `lesson.exercise`, which runs the exercise's check (lessons/exercises.py). An
 unfinished answer prints what to do, a wrong one what is wrong; either way the lesson goes
-on. With TINYEFFNET_SOLUTIONS=1 the reference answers of lessons/solutions/ replace the
-learner's, and any check that fails stops the lesson with an error.
+on. A passed answer is plugged into the lesson (`lesson.answer(id)`, `as_function`): the
+lesson's own checks then run on the learner's piece. With TINYEFFNET_SOLUTIONS=1 the
+reference answers of lessons/solutions/ replace the learner's, and any check that fails
+stops the lesson with an error. `finish()` prints the lesson's last line: how many
+exercises are passed, to do and wrong.
 """
 import ast
 import contextlib
@@ -39,17 +42,24 @@ FIGURES = os.environ.get("TINYEFFNET_FIGURES") or os.path.join(LESSONS, "figures
 SOLUTIONS = os.environ.get("TINYEFFNET_SOLUTIONS", "") == "1"
 
 
+as_function = exercises.as_function  # a learner's forward and backward plugged in as a Function
+
+
 class ExerciseFailed(AssertionError):
     """A reference solution failed its check (only raised with TINYEFFNET_SOLUTIONS=1)."""
 
 
 def in_notebook():
-    """True inside a Jupyter kernel (figures and tables are then shown, not saved or printed)."""
+    """True inside a Jupyter kernel, whatever its front end (JupyterLab, classic notebook, VS Code,
+    Colab, qtconsole): there a figure is sent as an image/png display and a table as Markdown,
+    which every such front end can show. A terminal IPython has no kernel: it gets files and text."""
     ipython = sys.modules.get("IPython")  # never imported here: only where IPython already runs
     if ipython is None:
         return False
     shell = ipython.get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    if shell is None:
+        return False
+    return getattr(shell, "kernel", None) is not None or "IPKernelApp" in getattr(shell, "config", {})
 
 
 def source(obj, docstring=False, cut=()):
@@ -106,6 +116,7 @@ class Lesson:
     def __init__(self, number):
         self.number = number
         self.results = {}  # exercise id -> "passed" | "todo" | "wrong"
+        self.answers = {}
         self.figures = []
         self.solutions = _solutions_module(number) if SOLUTIONS and exercises.of_lesson(number) else None
 
@@ -149,7 +160,8 @@ class Lesson:
     # ------------------------------------------------------------ exercises
     def exercise(self, exercise_id, answer, **context):
         """Check the learner's answer (or, with TINYEFFNET_SOLUTIONS=1, the reference one) and
-        say how it went. Returns the answer that was checked."""
+        say how it went. Returns nothing (a notebook would echo it); `answer(id)` gives the
+        answer that was checked, for a lesson to plug in."""
         spec = exercises.EXERCISES[exercise_id]
         if self.solutions is not None:
             answer = getattr(self.solutions, spec.name)
@@ -160,22 +172,34 @@ class Lesson:
         print(f"exercise {exercise_id} ({spec.name}): {word}" + (f": {message}" if message else ""))
         if self.solutions is not None and status != "passed":
             raise ExerciseFailed(f"the reference solution of exercise {exercise_id} fails its check: {message}")
-        return answer
+        self.answers[exercise_id] = answer
+
+    def answer(self, exercise_id):
+        """The answer checked for an exercise when it passed (to plug into the lesson), else None."""
+        return self.answers.get(exercise_id) if self.passed(exercise_id) else None
 
     def passed(self, exercise_id):
         return self.results.get(exercise_id) == "passed"
 
     def finish(self):
-        """Sum up the exercises; with TINYEFFNET_SOLUTIONS=1 every one must have run and passed."""
+        """The lesson's last line: how its exercises stand (passed, to do, wrong), and that its
+        own checks hold (they ran just before). "passed" only when every exercise is; with
+        TINYEFFNET_SOLUTIONS=1 every exercise must have run and passed."""
         expected = exercises.of_lesson(self.number)
-        if not expected:
-            return
-        done = [i for i in expected if self.results.get(i) == "passed"]
-        todo = [i for i in expected if i not in done]
-        print(f"exercises of lesson {self.number}: {len(done)} of {len(expected)} passed"
-              + (f"; still open: {', '.join(todo)}" if todo else ""))
-        if self.solutions is not None and todo:
-            raise ExerciseFailed(f"with the reference solutions, exercises {', '.join(todo)} did not pass")
+        status = {s: [i for i in expected if self.results.get(i, "todo") == s] for s in ("passed", "todo", "wrong")}
+        if self.solutions is not None and len(status["passed"]) != len(expected):
+            open_ = [i for i in expected if i not in status["passed"]]
+            raise ExerciseFailed(f"with the reference solutions, exercises {', '.join(open_)} did not pass")
+        counts = f"{len(status['passed'])} passed, {len(status['todo'])} to do, {len(status['wrong'])} wrong"
+        if len(status["passed"]) == len(expected):
+            line = f"lesson {self.number} passed: " + (f"all {len(expected)} exercise{'s' if len(expected) != 1 else ''} ({counts})" if expected
+                                                      else "no exercises") + "; its own checks hold"
+        else:
+            which = "; ".join(f"{s.replace('todo', 'to do')}: {', '.join(status[s])}" for s in ("todo", "wrong")
+                              if status[s])
+            line = f"lesson {self.number} not passed yet: exercises {counts} of {len(expected)} ({which}); " \
+                   "its own checks hold"
+        print(line)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Reference solutions of lesson 01's exercises."""
+import itertools
 import math
 
 
@@ -9,8 +10,10 @@ def flat_index(index, shape):
     return position
 
 
-def conv_macs(x_shape, kernel_shape, stride, groups):
-    n, h, w, _ = x_shape
-    k_h, k_w, in_per_group, c_out = kernel_shape
-    out_h, out_w = math.ceil(h / stride), math.ceil(w / stride)  # SAME padding
-    return n * out_h * out_w * c_out * k_h * k_w * in_per_group
+def expand_flat(values, shape, new_shape):
+    out = []
+    for index in itertools.product(*map(range, new_shape)):  # row-major order of the result
+        source = tuple(0 if n == 1 else i for i, n in zip(index, shape))  # a grown axis always reads its one entry
+        out.append(values[flat_index(source, shape)])
+    assert len(out) == math.prod(new_shape)
+    return out

@@ -1,13 +1,9 @@
 """Reference solutions of lesson 08's exercises."""
+from tinyeffnet import functional as F
 
 
-def se_parameters(channels, block_in):
-    r = max(1, int(block_in * 0.25))
-    return channels * r + r + r * channels + channels  # reduce: weights + biases; expand: weights + biases
-
-
-def se_operations(h, w, c, r):
-    pool_adds = h * w * c
-    gate_multiplies = h * w * c
-    fc_macs = c * r + r * c
-    return pool_adds + fc_macs + gate_multiplies
+def se_forward(x, w_reduce, b_reduce, w_expand, b_expand):
+    s = x.mean(axis=(1, 2), keepdims=True)                             # (N, 1, 1, C): squeeze
+    s = F.swish(F.conv2d(s, w_reduce) + b_reduce)                      # (N, 1, 1, r)
+    gate = F.sigmoid(F.conv2d(s, w_expand) + b_expand)                 # (N, 1, 1, C): excite
+    return x * gate

@@ -1,19 +1,18 @@
 """Reference solutions of lesson 09's exercises."""
+from tinyeffnet import functional as F
 
 
-def _se(channels, block_in):
-    r = max(1, int(block_in * 0.25))
-    return 2 * channels * r + r + channels
-
-
-def mbconv_parameters(spec):
-    c_in, c_out, k = spec.in_channels, spec.out_channels, spec.kernel
-    mid = c_in * spec.expand_ratio
-    total = (c_in * mid + 2 * mid) if spec.expand_ratio != 1 else 0  # expand 1x1 + BN
-    total += k * k * mid + 2 * mid                                    # depthwise + BN
-    total += mid * c_out + 2 * c_out                                  # project 1x1 + BN
+def mbconv_forward(block, x, key=None):
+    spec = block.spec
+    h = x
+    if spec.expand_ratio != 1:
+        h = F.swish(block.bn0(block.expand_conv(h)))
+    h = F.swish(block.bn1(block.depthwise_conv(h)))
     if spec.se_position == "dw":
-        total += _se(mid, c_in)
-    elif spec.se_position == "end":
-        total += _se(c_out, c_in)
-    return total
+        h = block.se(h)
+    h = block.bn2(block.project_conv(h))  # no activation after the projection: a linear bottleneck
+    if spec.se_position == "end":
+        h = block.se(h)
+    if spec.has_skip:
+        h = block.drop_connect(h, key) + x
+    return h

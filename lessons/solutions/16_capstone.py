@@ -1,4 +1,4 @@
-"""Reference solutions of lesson 15's exercises."""
+"""Reference solutions of lesson 16's exercises."""
 from tinyeffnet.model.efficientnet import block_specs
 
 my_variant = "nose@stage2-7"  # SE only in the last stage

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 14: the SE ablation, read like the paper's Table II
+# # Lesson 15: the SE ablation, read like the paper's Table II
 #
 # The paper trains EfficientNet-B0 and six variants with the same recipe and compares
 # their ImageNet accuracy (Table II). Its findings: moving or removing SE in the 7 blocks
@@ -32,7 +32,7 @@ import tinyeffnet  # installed with `pip install -e .`: the lessons find the rep
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
 import course  # lessons/course.py: figures, tables and the exercises' checks
 
-lesson = course.Lesson("14")
+lesson = course.Lesson("15")
 ROOT = course.ROOT
 
 import atexit
@@ -65,7 +65,7 @@ print(inspect.getsource(report.write_report).split('"""')[1])
 
 # %%
 variants = ablation.parse_variants("base,SEend@all,noSE@all")  # the paper's spellings work
-workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson14-")
+workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson15-")
 atexit.register(shutil.rmtree, workdir, True)  # a toy: deleted when the lesson ends
 cfg = TrainConfig(backend="python", variant="base", data="default", width=0.25, depth=0.1, image_size=16,
                   batch_size=8, epochs=1, max_steps=6, eval_examples=32, workers=0, log_every=2,
@@ -90,31 +90,43 @@ lesson.show(paths["png"], "table2")
 #   given the 1000-class head; for full B0 these are the numbers of lesson 10.
 # - **Top-1 / Top-5** are fractions of the 32 eval images, after 6 steps. At this scale
 #   the differences are noise: 32 images resolve about 3 points, and one seed gives no
-#   error bars. With several seeds (`--seeds N`) the report marks a difference as real only
-#   when it exceeds twice the combined spread (`report.SPREAD_FACTOR`).
+#   error bars. With several seeds (`--seeds N`) the report judges a difference by the
+#   seed spread (below).
 # - **Paper** columns: ImageNet top-1 and its difference to base.
 # - The eval losses printed above are far above the training losses. After 6 steps the
 #   BN moving statistics (momentum 0.9 in this preset) have moved only 1 - 0.9^6 = 47% of
 #   the way from their initial (0, 1) to the data's statistics, so eval-mode BN
 #   normalises with the wrong numbers (lesson 06). Short runs need eval with care.
 #
-# ### Exercise 14.1: when is a difference real?
+# ## When is a difference real? Paired over seeds
 #
-# Write `exceeds_spread(variant_top1, base_top1)`, two lists of top-1 accuracies over
-# seeds: True when the difference of the means is larger than `SPREAD_FACTOR` (2) times
-# the combined spread sqrt(std_variant^2 + std_base^2) of sample standard deviations
-# (`statistics.stdev`), False when not, None when either list has fewer than two seeds.
-# The check compares with what `table2.build_table` reports on six cases.
+# Every variant is trained with the same seeds, and seed s of a variant and seed s of
+# base share their data order, augmentation and dropout keys. Much of what varies from
+# seed to seed is then common to both, so the difference *seed by seed*,
+# d_s = top1_variant(s) - top1_base(s), spreads far less than either accuracy. The report
+# (`tinyeffnet/experiments/paired.py`) takes the mean of the d_s and a 95% Student's t
+# interval over seeds, mean +- t(0.975, n - 1) * sd(d) / sqrt(n): a claim "variant >
+# base" is *reproduced* when the interval lies above 0, *contradicted* when below, *not
+# resolved* when it holds 0 (always with fewer than 2 seeds).
+#
+# ### Exercise 15.1: the paired interval
+#
+# Write `paired_interval(a, b)` -> (mean, low, high) for two dicts seed -> top-1, over
+# the seeds both have, with the sample standard deviation (`statistics.stdev`) and
+# `t_quantile(0.975, n - 1)` from `tinyeffnet.experiments.paired`. The check compares
+# with the report's `paired_difference` on five cases, some with a seed only one side
+# has. Lesson 16 reads your own variant with it.
 
 # %%
-# EXERCISE 14.1: your code here
-def exceeds_spread(variant_top1, base_top1):
+# EXERCISE 15.1: your code here
+def paired_interval(a, b):
     raise NotImplementedError
 
 
 # %%
-lesson.exercise("14.1", exceeds_spread)
-#
+lesson.exercise("15.1", paired_interval)
+
+# %% [markdown]
 # ## What a run leaves behind
 #
 # Each run is one `tinyeffnet.train.train(cfg)`: the trainer this course has explained.
@@ -165,13 +177,13 @@ print("step", state["step"], "| groups:", groups, "|", len(tensors), "tensors, e
 # 4 epochs of Fashion-MNIST at 32x32 is a different and much easier task than 350 epochs
 # of ImageNet, and only several seeds tell a difference from noise. The second command is
 # the paper's experiment (section IV-B recipe, 350 epochs, batch 2048), a job for TPUs
-# (lesson 13).
+# (lesson 14).
 #
 # (The toy runs above live in a temporary folder, deleted when this lesson ends; the two
 # figures were copied out.)
 #
 # That completes the path: from a list of floats (lesson 01) to the table the paper
-# reports. One lesson is left, and it is yours: a variant of your own (lesson 15).
+# reports. One lesson is left, and it is yours: a variant of your own (lesson 16).
 #
 # ## Checks
 
@@ -192,4 +204,3 @@ assert any(r.get("kind") == "epoch" for r in records) and any(r.get("kind") == "
 assert groups == ["buffers", "opt", "params"], groups
 assert state["step"] in (3, 6)
 lesson.finish()
-print("ok: lesson 14 checks passed")
