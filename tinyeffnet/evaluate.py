@@ -9,7 +9,7 @@ import sys
 from backends.host_memory import run_with_huge_pages
 from data_tools import DataError
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, weights_choice
 from ._files import dumps
 from .training.checkpoint import CheckpointError
 from .training.evaluation import evaluate_checkpoint
@@ -22,7 +22,7 @@ def main(argv=None):
     p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
     p.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
-    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights instead of the raw ones")
+    p.add_weights_choice()
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (default 0: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys top1, top5, images, ...)")
     args = p.parse_args(argv)
@@ -32,7 +32,7 @@ def main(argv=None):
             p.error(f"{flag} must be at least {low}, got {value}")
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, args.backend, args.batch_size, args.workers,
-                                     args.ema, args.limit)
+                                     weights_choice(args), args.limit)
     except (ValueError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 from data_tools.imagenet import imagenet_class_names
 from data_tools.spec import eval_image, spec_kind
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, weights_choice
 from ._files import dumps
 from .engine import Tensor
 from .engine.functional import softmax
@@ -21,7 +21,7 @@ from .training.evaluation import checkpoint_normalization
 from .training.state import load_model
 
 
-def predict(checkpoint, images, backend="jax", top=5, use_ema=False):
+def predict(checkpoint, images, backend="jax", top=5, use_ema=None):
     """One result per image, in order: {"image", "top": [...]} or {"image", "error"}."""
     from backends import get_backend
     net, meta = load_model(checkpoint, backend, use_ema)
@@ -62,13 +62,13 @@ def main(argv=None):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax (default) or python")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_weights_choice()
     p.add_argument("--json", action="store_true", help="print one JSON list")
     args = p.parse_args(argv)
     if args.top < 1:
         p.error(f"--top must be at least 1, got {args.top}")
     try:
-        results = predict(args.checkpoint, args.images, args.backend, args.top, args.ema)
+        results = predict(args.checkpoint, args.images, args.backend, args.top, weights_choice(args))
     except (ValueError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -111,8 +111,10 @@ class BatchNorm2d(Module):
 
     Training: normalise with this batch's mean and (biased) variance and update
         moving = momentum * moving + (1 - momentum) * batch.
-    Eval: normalise with the moving statistics. Statistics and the affine parameters stay
-    in float32 (or float64) whatever the compute dtype.
+    Eval: normalise with the moving statistics. Measuring (Module.measure_statistics):
+    normalise with this batch's statistics and make them the moving statistics (momentum 0).
+    Statistics and the affine parameters stay in float32 (or float64) whatever the compute
+    dtype.
     """
 
     def __init__(self, channels, momentum=0.99, eps=1e-3, backend=None, dtype=None):
@@ -134,14 +136,17 @@ class BatchNorm2d(Module):
     def forward(self, x):
         stat_dtype = self.gamma.dtype
         xs = x.astype(stat_dtype)
-        if not self.training:
+        if not (self.training or self.measuring):
             y = F.batch_norm_eval(xs, self.gamma, self.beta, self.moving_mean, self.moving_var, self.eps)
             return y.astype(x.dtype)
         y, mean, var = F.batch_norm_train(xs, self.gamma, self.beta, self.eps)
         with no_grad():
-            m = self.momentum
-            self.moving_mean = self.moving_mean * m + Tensor(mean, x.backend) * (1.0 - m)
-            self.moving_var = self.moving_var * m + Tensor(var, x.backend) * (1.0 - m)
+            if self.measuring:
+                self.moving_mean, self.moving_var = Tensor(mean, x.backend), Tensor(var, x.backend)
+            else:
+                m = self.momentum
+                self.moving_mean = self.moving_mean * m + Tensor(mean, x.backend) * (1.0 - m)
+                self.moving_var = self.moving_var * m + Tensor(var, x.backend) * (1.0 - m)
         return y.astype(x.dtype)
 
 

@@ -16,6 +16,7 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "measuring", False)
 
     def __setattr__(self, name, value):
         if isinstance(value, Module):
@@ -90,10 +91,21 @@ class Module:
     def train(self, mode=True):
         for _, module in self.named_modules():
             object.__setattr__(module, "training", mode)
+            object.__setattr__(module, "measuring", False)
         return self
 
     def eval(self):
         return self.train(False)
+
+    def measure_statistics(self):
+        """Eval mode, except that the layers that keep statistics of their inputs (batch norm)
+        normalise with this batch's statistics and replace theirs by them: the forward pass
+        of precise BN (tinyeffnet.training.step.make_bn_statistics_step). No dropout, no
+        drop-connect: the statistics are those of the network as it runs at eval time."""
+        self.eval()
+        for _, module in self.named_modules():
+            object.__setattr__(module, "measuring", True)
+        return self
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

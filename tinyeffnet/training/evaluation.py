@@ -1,4 +1,7 @@
-"""Top-1, top-5 and loss over an eval split: during training and of a saved checkpoint."""
+"""Top-1, top-5 and loss over an eval split: during training and of a saved checkpoint;
+precise BN statistics before an evaluation."""
+import itertools
+
 from data_tools import DataError, Loader, open_dataset
 from data_tools.pixels import Normalization
 from data_tools.spec import spec_kind
@@ -28,8 +31,29 @@ def evaluate(runtime, eval_step, params, buffers, loader, limit=0, normalization
     return dict(top1=totals["top1"] / n, top5=totals["top5"] / n, loss=totals["loss"] / n, images=int(totals["count"]))
 
 
-def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, use_ema=False, limit=0):
-    """Evaluate a checkpoint file (or a work directory's best) on the eval split of `data`."""
+def precise_bn_statistics(runtime, bn_statistics_step, params, buffers, loader, epoch, images,
+                          normalization=None):
+    """The BN statistics of the network `params` over the first `images` training images of
+    `epoch`'s order (whole global batches, at least one, at most an epoch's), to evaluate
+    with in place of the moving averages (see tinyeffnet.training.step.make_bn_statistics_step).
+    The data order of the run is untouched: the loader is only read."""
+    normalization = normalization or loader.normalization
+    count = min(max(1, round(images / loader.global_batch_size)), loader.steps_per_epoch)
+    backend = runtime.backend
+    totals = runtime.put_state({n: backend.full(backend.shape(b), 0.0, backend.dtype(b)) for n, b in buffers.items()})
+    batches = loader.batches(epoch)
+    try:
+        for batch in itertools.islice(batches, count):
+            pixels, _, _ = runtime.put_batch(batch, loader.batch_shape, normalization)
+            totals = bn_statistics_step(params, buffers, totals, pixels, 1.0 / count)
+    finally:
+        batches.close()  # the workers' prefetched batches beyond `count` are dropped now
+    return totals
+
+
+def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, use_ema=None, limit=0):
+    """Evaluate a checkpoint file (or a work directory's best) on the eval split of `data`; its
+    EMA weights where it has them unless `use_ema` says (see load_model)."""
     runtime = make_runtime(backend)
     net, meta = load_model(path, backend, use_ema)
     image_size = int(meta.get("image_size") or net.default_image_size)
@@ -50,7 +74,7 @@ def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, us
     finally:
         loader.close()
     return dict(result, checkpoint=meta["path"], variant=meta["variant"], model=meta["model"], data=data,
-                ema=use_ema)
+                ema=meta["ema"])
 
 
 def checkpoint_normalization(meta):

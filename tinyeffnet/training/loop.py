@@ -29,12 +29,12 @@ from ..plotting import plot_metrics
 from ..weights.transfer import load_matching
 from .checkpoint import CheckpointError, checkpoint_meta, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, config_differences
-from .evaluation import checkpoint_normalization, evaluate
+from .evaluation import checkpoint_normalization, evaluate, precise_bn_statistics
 from .metrics_file import MetricsLog
 from .runtime import make_runtime
 from .schedule import learning_rate
 from .state import model_options, model_weights, state_from_tensors, state_to_tensors
-from .step import StepOptions, init_state, make_eval_step, make_train_step, trainable_names
+from .step import StepOptions, init_state, make_bn_statistics_step, make_eval_step, make_train_step, trainable_names
 
 # What a checkpoint must share with the run that resumes it (a checkpoint older than a key
 # holds the key's default).
@@ -84,6 +84,7 @@ def train(cfg):
                           cfg.clip_grad_norm)
     train_step = runtime.compile_train_step(make_train_step(net, optimizer, options))
     eval_step = runtime.compile_eval_step(make_eval_step(net, options))
+    bn_statistics_step = runtime.compile_bn_statistics_step(make_bn_statistics_step(net, options))
     # Pixels are normalised as the weights were trained: a converted model's mean/std on photos.
     normalization = start.normalization or train_loader.normalization
     identity = dict(net.model_options(), class_names=list(train_loader.class_names), image_size=cfg.image_size,
@@ -127,6 +128,30 @@ def train(cfg):
         return evaluate(runtime, eval_step, weights["params"], weights["buffers"], eval_loader, cfg.eval_examples,
                         normalization)
 
+    def evaluate_state(state):
+        """(the run's result, the epoch record's eval fields): the raw weights' eval and, with an
+        EMA, the EMA weights' too, which are then the result the run reports and keeps as best
+        (the original EfficientNet training evaluated its EMA weights)."""
+        raw = run_eval(state)
+        fields = dict(eval_top1=raw["top1"], eval_top5=raw["top5"], eval_loss=raw["loss"], eval_images=raw["images"])
+        if "ema" not in state:
+            return raw, fields
+        ema = run_eval(state["ema"])
+        return ema, dict(fields, ema_top1=ema["top1"], ema_top5=ema["top5"], ema_loss=ema["loss"])
+
+    def with_precise_bn(state, epoch):
+        """The state with the BN statistics of its weights (and of its EMA weights) recomputed
+        over --precise-bn images of `epoch`: what is evaluated and checkpointed. Training reads
+        no moving statistic, so the parameters' trajectory is unchanged."""
+        def measured(weights):
+            buffers = precise_bn_statistics(runtime, bn_statistics_step, weights["params"], weights["buffers"],
+                                            train_loader, epoch, cfg.precise_bn, normalization)
+            return dict(weights, buffers=buffers)
+        state = measured(state)
+        if "ema" in state:
+            state["ema"] = measured(state["ema"])
+        return state
+
     recorder = StepRecorder(runtime, log, cfg, steps_per_epoch, lr_at, checkpoints)
     progress = _progress_bar(total_steps, step, runtime.is_main)
     result = None
@@ -146,16 +171,14 @@ def train(cfg):
                     break
             recorder.flush()
             if evaluation_due(step):
-                result = run_eval(state)
-                record = dict(kind="epoch", epoch=step / steps_per_epoch, step=step, eval_top1=result["top1"],
-                              eval_top5=result["top5"], eval_loss=result["loss"], eval_images=result["images"])
-                if "ema" in state:
-                    ema = run_eval(state["ema"])
-                    record.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_loss=ema["loss"])
+                if cfg.precise_bn:
+                    state = with_precise_bn(state, (step - 1) // steps_per_epoch)
+                result, fields = evaluate_state(state)
+                record = dict(kind="epoch", epoch=step / steps_per_epoch, step=step, **fields)
                 log.write(record)
-                say(f"\nepoch {step / steps_per_epoch:.2f} step {step}: eval top-1 {result['top1']:.4f} "
-                    f"top-5 {result['top5']:.4f} loss {result['loss']:.4f} on {result['images']} images"
-                    + (f" (EMA top-1 {record['ema_top1']:.4f})" if "ema" in state else ""))
+                say(f"\nepoch {step / steps_per_epoch:.2f} step {step}: eval top-1 {fields['eval_top1']:.4f} "
+                    f"top-5 {fields['eval_top5']:.4f} loss {fields['eval_loss']:.4f} on {fields['eval_images']} images"
+                    + (f" (EMA top-1 {fields['ema_top1']:.4f})" if "ema" in state else ""))
                 checkpoints.save(state, step, result["top1"], record)
     finally:
         progress.close()
@@ -163,8 +186,10 @@ def train(cfg):
         eval_loader.close()
 
     if result is None:  # resumed a finished run: evaluate what is there
-        result = run_eval(state)
+        result, fields = evaluate_state(state)
+    weights = "ema" if "ema" in state else "raw"
     summary = dict(top1=result["top1"], top5=result["top5"], eval_loss=result["loss"], eval_images=result["images"],
+                   weights=weights, raw_top1=fields["eval_top1"], raw_top5=fields["eval_top5"],
                    images_per_s=recorder.run_images_per_s(), seconds=time.time() - started, steps=step,
                    variant=net.variant, model=net.model_name, backend=cfg.backend, data=cfg.data, workdir=workdir,
                    unreadable_images=train_loader.unreadable_count + eval_loader.unreadable_count)
@@ -176,7 +201,7 @@ def train(cfg):
             say(f"skipped {summary['unreadable_images']} unreadable image files (listed in the log above)")
         speed = f"{summary['images_per_s']:.1f} images/s" if summary["images_per_s"] else "images/s not measured"
         say(f"done: {net.variant} top-1 {result['top1']:.4f} top-5 {result['top5']:.4f} on {result['images']} test "
-            f"images, {speed}, {summary['seconds']:.0f} s; {workdir}")
+            f"images{' (EMA weights)' if weights == 'ema' else ''}, {speed}, {summary['seconds']:.0f} s; {workdir}")
     return summary
 
 

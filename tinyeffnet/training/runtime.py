@@ -4,7 +4,7 @@
 
   make_optimizer(names, momentum, weight_decay)   Nesterov SGD (optax on JAX, ours in Python)
   compile_train_step(fn) / compile_eval_step(fn)  the functions of tinyeffnet.training.step,
-                                                  made runnable (JAX: one jit program each)
+  compile_bn_statistics_step(fn)                  made runnable (JAX: one jit program each)
   put_state(state)                                the training state as the step wants it
   put_batch(batch, shape, normalization)          host Batch (uint8 pixels) -> (normalised
                                                   images, labels, valid mask) on the device(s)
@@ -49,6 +49,9 @@ class Runtime(abc.ABC):
     def compile_eval_step(self, eval_step): ...
 
     @abc.abstractmethod
+    def compile_bn_statistics_step(self, bn_statistics_step): ...
+
+    @abc.abstractmethod
     def put_state(self, state): ...
 
     @abc.abstractmethod
@@ -80,6 +83,9 @@ class PythonRuntime(Runtime):
 
     def compile_eval_step(self, eval_step):
         return eval_step
+
+    def compile_bn_statistics_step(self, bn_statistics_step):
+        return bn_statistics_step
 
     def put_state(self, state):
         return state  # arrays are immutable here: sharing them with the model is safe
@@ -129,6 +135,12 @@ class JaxRuntime(Runtime):
     def compile_eval_step(self, eval_step):
         rep, data = self._replicated, self._data
         return self.jax.jit(eval_step, in_shardings=(rep, rep, data, data, data), out_shardings=rep)
+
+    def compile_bn_statistics_step(self, bn_statistics_step):
+        # The running totals are donated: updated in place, batch after batch.
+        rep, data = self._replicated, self._data
+        return self.jax.jit(bn_statistics_step, donate_argnums=(2,), in_shardings=(rep, rep, rep, data, rep),
+                            out_shardings=rep)
 
     def put_state(self, state):
         # Copies: the train step donates its state, and the model must keep its own arrays.

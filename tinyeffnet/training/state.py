@@ -107,8 +107,12 @@ def model_options(meta):
                 bn_eps=meta.get("bn_eps") or DEFAULT_BN_EPS)
 
 
-def load_model(path, backend="python", use_ema=False):
-    """(model in eval mode, checkpoint metadata) from a checkpoint file or work directory."""
+def load_model(path, backend="python", use_ema=None):
+    """(model in eval mode, checkpoint metadata) from a checkpoint file or work directory.
+
+    `use_ema`: True the EMA weights, False the raw ones, None the checkpoint's own choice: the
+    EMA weights where it holds them (a run with --ema-decay evaluates and reports those, as
+    the original EfficientNet training did), else the raw ones. meta["ema"] says which."""
     from ..model import build_model
     from backends import get_backend
     path = resolve_checkpoint(path)
@@ -117,11 +121,13 @@ def load_model(path, backend="python", use_ema=False):
     for key in ("variant", "model", "num_classes"):
         if key not in meta:
             raise CheckpointError(f"{path} has no {key!r} in its metadata: not a tinyeffnet training checkpoint")
-    if use_ema and not any(k.startswith("ema/") for k in tensors):
+    has_ema = any(k.startswith("ema/") for k in tensors)
+    if use_ema and not has_ema:
         raise CheckpointError(f"{path} holds no EMA weights (the run had --ema-decay 0): drop --ema")
+    use_ema = has_ema if use_ema is None else use_ema
     net = build_model(meta["variant"], meta["model"], meta["num_classes"], backend=b, **model_options(meta))
     try:
         net.load_state_dict(model_weights(tensors, use_ema))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path} does not fit variant {meta['variant']} {meta['model']}: {e}") from None
-    return net.eval(), dict(meta, path=path)
+    return net.eval(), dict(meta, path=path, ema=use_ema)

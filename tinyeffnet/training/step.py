@@ -2,6 +2,8 @@
 
     train_step(state, images, labels, key, lr) -> (new state, metrics)
     eval_step(params, buffers, images, labels, valid) -> sums of top1, top5, loss, count
+    bn_statistics_step(params, buffers, totals, images, weight) -> totals + weight x this
+        batch's BN statistics (precise BN, before an evaluation)
 
 The state is a dict: params, buffers (BN moving statistics), opt_state and, with an EMA,
 ema = {params, buffers}. Nothing here knows which backend runs it: the runtime compiles
@@ -145,6 +147,29 @@ def make_eval_step(net, options=StepOptions()):
                     count=backend.reshape(backend.sum(valid, (0,)), ()))
 
     return eval_step
+
+
+def make_bn_statistics_step(net, options=StepOptions()):
+    """bn_statistics_step(params, buffers, totals, images, weight) -> {buffer name: totals[name]
+    + weight * this batch's statistic}.
+
+    Precise BN: the moving averages that BN keeps during training trail the weights (they
+    mix statistics of the last ~1 / (1 - momentum) steps' networks) and carry the noise of
+    the last few batches. Summing the statistics of K batches of the current network with
+    weight 1 / K gives its own statistics over K x batch images; evaluation then uses those.
+    The batches are normalised as at training time; the rest of the network runs as at eval
+    time (Module.measure_statistics)."""
+    backend = net.backend
+
+    def bn_statistics_step(params, buffers, totals, images, weight):
+        net.measure_statistics()
+        with net.bind(params, buffers):
+            _logits(net, images, options)
+            batch = {n: b.data for n, b in net.named_buffers()}
+        return {n: backend.add(totals[n], backend.mul(backend.full(backend.shape(v), weight, backend.dtype(v)), v))
+                for n, v in batch.items()}
+
+    return bn_statistics_step
 
 
 def ema_update(backend, ema, new, decay):
