@@ -117,7 +117,7 @@ print(f"ratio: {sep_macs / full_macs:.4f} (1/40 + 1/25 = {1 / 40 + 1 / 25:.4f})"
 lesson.show(bar_chart([
     dict(title="multiply-accumulates", labels=["full 5x5 conv", "depthwise + 1x1"], values=[full_macs, sep_macs]),
     dict(title="weights", labels=["full 5x5 conv", "depthwise + 1x1"], values=[full_params, sep_params],
-         color=(255, 127, 14))], "B0 stage 4, first block: 56x56x144 -> 28x28x40"), "separable_cost")
+         color=(255, 127, 14))], "B0 stage 4, first block: 56x56x144 -> 28x28x40", size=(1040, 200)), "separable_cost")
 
 # %% [markdown]
 # ### Exercise 05.1: the cost of a separable convolution

@@ -229,17 +229,42 @@ print(f"{net.num_parameters():,} parameters; setup {setup_seconds:.1f} s, trace 
       f"XLA compile {compile_seconds:.1f} s")
 print(f"the whole step is ONE program: {len(hlo.splitlines()):,} lines of StableHLO")
 print(f"convolution ops: {hlo_ops['convolution']}, matrix products (dot_general): {hlo_ops['dot_general']}")
-top_ops = hlo_ops.most_common(12)
-lesson.show(bar_chart([dict(title="StableHLO operations in the compiled training step", labels=[n for n, _ in top_ops],
-                            values=[c for _, c in top_ops])], size=(640, 420)), "hlo_ops")
+conv_lines = [line for line in hlo.splitlines() if "stablehlo.convolution" in line]
+conv_kinds = collections.Counter(
+    "depthwise weight gradient (batch groups)" if re.search(r"batch_group_count = ([2-9]|\d\d)", line) else
+    "depthwise (feature groups)" if re.search(r"feature_group_count = ([2-9]|\d\d)", line) else "dense"
+    for line in conv_lines)
+conv_layers = [m for _, m in net.named_modules() if isinstance(m, Conv2d)]  # DepthwiseConv2d is one too
+groups = {"convolutions": {"convolution", "dot_general"},
+          "elementwise arithmetic": {"add", "subtract", "multiply", "divide", "negate", "exponential", "logistic", "log",
+                                     "sqrt", "rsqrt", "maximum", "minimum", "select", "compare", "power", "abs",
+                                     "log_plus_one", "exponential_minus_one", "convert", "sign", "tanh"},
+          "reductions": {"reduce"}, "constants": {"constant"}}
+by_group = collections.Counter()
+for op, count in hlo_ops.items():
+    by_group[next((g for g, ops in groups.items() if op in ops), "data movement and the rest")] += count
+print(f"{len(conv_layers)} convolution layers; in the step: {dict(conv_kinds)}, and {hlo_ops['dot_general']} dot_general")
+lesson.show(bar_chart([
+    dict(title="the step's convolutions, by kind",
+         labels=list(conv_kinds) + ["dense convs and classifier (dot_general)"],
+         values=list(conv_kinds.values()) + [hlo_ops["dot_general"]],
+         note=f"{len(conv_layers)} conv layers and the classifier, 3 ops each (the stem: 2)"),
+    dict(title="all StableHLO operations, grouped", labels=[g for g, _ in by_group.most_common()],
+         values=[c for _, c in by_group.most_common()], color=(255, 127, 14))],
+    "The compiled training step of the tiny B0", size=(1200, 300)), "hlo_ops")
 
 # %% [markdown]
-# Mostly data movement and elementwise arithmetic (`broadcast_in_dim`, `multiply`, `add`,
-# `reshape`, `reduce`: batch norm, swish, SE, the loss, the optimizer), around the few
-# operations that do most of the arithmetic: the forward, input-gradient and
-# weight-gradient convolutions of every layer, as `convolution` ops or as matrix products
-# (`dot_general`), whichever the backend chose (lesson 12). XLA fuses the elementwise runs
-# between them into single loops over memory.
+# The left panel is where the arithmetic is: every convolution layer of the network
+# appears three times, its forward, its input gradient (none for the stem: the images
+# need no gradient) and its weight gradient, and so does the classifier. The depthwise
+# layers are `convolution` ops (`feature_group_count` = channels for the forward and the
+# input gradient, `batch_group_count` for the weight gradient); on a CPU the backend
+# computes the dense ones (1x1 and the stem) as matrix products over image patches,
+# `dot_general` (lesson 12), where XLA's CPU matmul is faster. The right panel is everything else, far more
+# numerous and far cheaper: data movement (`broadcast_in_dim`, `reshape`, `transpose`,
+# `slice`, `pad`), elementwise arithmetic (batch norm, swish, SE, the loss, the
+# optimizer), reductions and constants. XLA fuses the elementwise runs between the
+# convolutions into single loops over memory.
 
 # %% [markdown]
 # Now run it. The first loss must equal the pure-Python backend's loss on the same
@@ -276,7 +301,8 @@ print(f"{run_seconds * 1e3:.1f} ms per step; old state donated (its buffers dele
 assert conv_ops[True] == 0 and conv_ops[False] == 3, conv_ops
 assert taps_diff < 1e-5, "both depthwise paths compute the same gradients"
 assert optax_diff < 1e-6, "optax's chain makes the same update as tinyeffnet/training/optimizer.py"
-assert hlo_ops["convolution"] + hlo_ops["dot_general"] > 0 and len(hlo.splitlines()) > 1000
+assert hlo_ops["convolution"] + hlo_ops["dot_general"] == 3 * (len(conv_layers) + 1) - 1, (hlo_ops, len(conv_layers))
+assert len(hlo.splitlines()) > 1000
 assert abs(losses[0] - loss_py.item()) < 1e-4, (losses[0], loss_py.item())
 assert sum(losses[-3:]) / 3 < 0.6 * losses[0], f"the loss should fall on repeated images: {losses}"
 assert donated, "the old state was donated to the step"

@@ -68,7 +68,7 @@ variants = ablation.parse_variants("base,SEend@all,noSE@all")  # the paper's spe
 workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson15-")
 atexit.register(shutil.rmtree, workdir, True)  # a toy: deleted when the lesson ends
 cfg = TrainConfig(backend="python", variant="base", data="default", width=0.25, depth=0.1, image_size=16,
-                  batch_size=8, epochs=1, max_steps=6, eval_examples=32, workers=0, log_every=2,
+                  batch_size=8, epochs=1, max_steps=6, eval_examples=32, workers=0, log_every=1,
                   checkpoint_every=3).resolved().check()
 print("variants:", variants)
 print("recipe:", {k: v for k, v in ablation.recipe(cfg).items() if v is not None})
@@ -145,7 +145,7 @@ print("metrics.jsonl:", len(records), "records, e.g.", records[0])
 lesson.show(os.path.join(run, "curves.png"), "base_curves")
 
 # %% [markdown]
-# Six steps make a short curve: a loss and learning rate every two steps, one evaluation
+# Six steps make a short curve: a loss and learning rate every step, one evaluation
 # at the end; a real run draws the same four panels over thousands of steps.
 #
 # - `config.json`: every resolved flag (the ablation compares it to refuse mixing recipes);

@@ -62,8 +62,10 @@ for name in ("noSE@stage2-7", "SEend@Stage8", "nose@stage5-5", "efficientnet-b0-
 # %% [markdown]
 # ### Exercise 16.1: your variant
 #
-# Set `my_variant` to a variant of your own: not one of the paper's seven, and not a name
-# for base. For example `nose@stage2-7` keeps SE only in the last stage (the paper found
+# Set `my_variant` to a variant of your own: a network none of the paper's seven builds.
+# Careful: a stage range can name one of them under another name, `seend@stage2-8` is the
+# paper's `seend@all` and `nose@stage2-8` its `nose@all` (the check compares the networks,
+# block by block, not the names). For example `nose@stage2-7` keeps SE only in the last stage (the paper found
 # SE in the blocks without a skip cheap to lose; stage 8 has one block, without a skip).
 # Until you choose, the lesson goes on with an example, `seend@stage8`.
 

@@ -37,8 +37,9 @@ def format_tick(v, step):
     if abs(v) >= 10_000 and step >= 1000:
         return f"{v / 1000:g}k"
     decimals = len(f"{step:.12f}".rstrip("0").split(".")[1])
-    if decimals > 4:  # tiny learning rates
-        return f"{v:.1e}"
+    if decimals > 4:  # tiny learning rates: as many significant digits as the spacing needs
+        digits = max(1, math.floor(math.log10(abs(v))) - math.floor(math.log10(step))) if v else 1
+        return f"{v:.{digits}e}"
     return f"{v:.{decimals}f}"
 
 
@@ -121,8 +122,16 @@ class Panel:
         _, y0, _, y1 = self.box
         return y1 - (self._y(y) - self.ylo) / (self.yhi - self.ylo) * (y1 - y0)
 
+    def _drawn(self, pixels):
+        """Remember where data was drawn, so that an "auto" legend can keep off it."""
+        if not hasattr(self, "drawn"):
+            self.drawn = []
+        self.drawn.extend(pixels)
+
     def line(self, points, color, label=None, width=2):
         pixels = [(self.px(x), self.py(y)) for x, y in points]
+        self._drawn(pixels + [(a[0] + (b[0] - a[0]) * k / 8, a[1] + (b[1] - a[1]) * k / 8)  # along the segments too
+                              for a, b in zip(pixels, pixels[1:]) for k in range(1, 8)])
         if len(pixels) == 1:  # a line needs two points: show the one we have
             self.markers(points, color)
         elif pixels:
@@ -131,6 +140,7 @@ class Panel:
             self.legend.append((label, color, "line"))
 
     def markers(self, points, color, label=None, r=4):
+        self._drawn([(self.px(x), self.py(y)) for x, y in points])
         for x, y in points:
             cx, cy = self.px(x), self.py(y)
             self.draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=color, outline="white")
@@ -138,14 +148,26 @@ class Panel:
             self.legend.append((label, color, "marker"))
 
     def draw_legend(self, corner="top-right"):
+        """The legend box in a corner of the axes; "auto": the corner that covers the fewest
+        drawn data points (ties: top-right, top-left, bottom-right, bottom-left)."""
         if not self.legend:
             return
         d, font = self.draw, self.fonts["small"]
         row, width = 20, max(int(d.textlength(t, font=font)) for t, _, _ in self.legend) + 44
         height = row * len(self.legend) + 8
         x0, y0, x1, y1 = self.box
-        lx = x0 + 8 if corner.endswith("left") else x1 - width - 8
-        ly = y0 + 8 if corner.startswith("top") else y1 - height - 8
+
+        def place(corner):
+            return (x0 + 8 if corner.endswith("left") else x1 - width - 8,
+                    y0 + 8 if corner.startswith("top") else y1 - height - 8)
+
+        if corner == "auto":
+            def covered(c):
+                lx, ly = place(c)
+                return sum(lx - 6 <= px <= lx + width + 6 and ly - 6 <= py <= ly + height + 6
+                           for px, py in getattr(self, "drawn", []))
+            corner = min(("top-right", "top-left", "bottom-right", "bottom-left"), key=covered)
+        lx, ly = place(corner)
         d.rectangle((lx, ly, lx + width, ly + height), fill=(255, 255, 255), outline=GRID)
         for i, (text, color, style) in enumerate(self.legend):
             cy = ly + 4 + row * i + row / 2

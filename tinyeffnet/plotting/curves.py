@@ -50,7 +50,7 @@ def _loss_panel(panel, records):
     panel.axes([s for s, _ in train + evals], [v for _, v in train + evals], floor_zero=True)
     _noisy_line(panel, train, BLUE, LIGHT_BLUE, "train" if train else None)
     panel.markers(evals, ORANGE, "eval (per epoch)" if evals else None)
-    panel.draw_legend("top-right")
+    panel.draw_legend("auto")
 
 
 def _single_panel(panel, records, key, color, faint=None, floor_zero=False):
@@ -62,6 +62,8 @@ def _single_panel(panel, records, key, color, faint=None, floor_zero=False):
         _noisy_line(panel, points, color, faint)
     else:
         panel.line(points, color)
+    if len(points) <= 12:  # a short run: show where the few measurements are
+        panel.markers(points, color)
 
 
 def _accuracy_panel(panel, records):
@@ -80,7 +82,7 @@ def _accuracy_panel(panel, records):
             _noisy_line(panel, points, color, LIGHT_BLUE, label)
         elif points:
             panel.markers(points, color, label)
-    panel.draw_legend("bottom-right")
+    panel.draw_legend("auto")
 
 
 def plot_metrics(records, path, title=""):
