@@ -132,6 +132,20 @@ def test_other_recipe_is_refused_not_overwritten(ablation):
     assert (w / "base" / "seed-0" / "summary.json").stat().st_mtime_ns == before
 
 
+def test_report_only_trains_nothing_and_names_what_is_missing(ablation, tmp_path):
+    for v in VARIANTS_RUN:
+        shutil.copytree(ablation["workdir"] / v / "seed-0", tmp_path / v / "seed-0",
+                        ignore=shutil.ignore_patterns("checkpoints"))
+    done = _cli(tmp_path, "--seeds", "2", "--report-only")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ": training" not in done.stdout and not (tmp_path / "base" / "seed-1").exists()
+    with open(tmp_path / "table2.json") as f:
+        table = json.load(f)
+    assert table["seeds"] == [0] and table["variants"]["nose@all"]["top1"] == \
+        ablation["table"]["variants"]["nose@all"]["top1"]
+    assert any("left out: base seed 1, nose@all seed 1" in n for n in table["notes"])
+
+
 def test_interrupted_run_resumes(ablation, tmp_path):
     """A run folder with a checkpoint but no summary.json (killed after its last save) is resumed."""
     src = ablation["workdir"] / "base" / "seed-0"

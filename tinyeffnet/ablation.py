@@ -25,6 +25,8 @@ def build_ablation_parser():
                    + " (base is always added: the table compares with it)")
     p.add_argument("--seeds", type=int, default=1,
                    help="runs per variant, seeds --seed .. --seed + N - 1 (the same for every variant)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write table2.* from the runs finished so far, naming the others")
     p.set_defaults(variant=None)
     helps = dict(workdir="the ablation folder (required): DIR/<variant>/seed-<s>/ per run, DIR/table2.*",
                  seed="first seed: run s of every variant uses seed + s",
@@ -63,7 +65,7 @@ def main(argv=None):
     print(f"SE ablation: {len(variants)} variants x {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(variants)}; seeds "
           f"{', '.join(map(str, seeds))}) in {workdir}", flush=True)
     try:
-        table, failed = ablate(cfg, variants, seeds, workdir)
+        table, failed = ablate(cfg, variants, seeds, workdir, train=not args.report_only)
     except AblationError as e:
         return fail(str(e))
     except KeyboardInterrupt:

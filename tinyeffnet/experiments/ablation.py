@@ -171,20 +171,25 @@ def _notes(cfg, runs):
     return notes
 
 
-def ablate(cfg, variants, seeds, workdir, say=print):
-    """Train what is missing, write the report; returns (table, failed runs)."""
+def ablate(cfg, variants, seeds, workdir, say=print, train=True):
+    """Train what is missing, write the report; returns (table, failed runs). With train=False
+    nothing is trained: the table holds the runs finished so far and names the others."""
     jobs = [(v, s) for v in variants for s in seeds]
     plans = []
     for v, s in jobs:  # check every folder before training anything
         run_cfg = dataclasses.replace(cfg, variant=v, seed=s, workdir=run_dir(workdir, v, s), resume=False)
         plans.append((run_cfg, *plan(run_cfg)))
     env = _child_env(workdir)
-    runs, failed = {v: [] for v in variants}, []
+    runs, failed, missing = {v: [] for v in variants}, [], []
     for i, (run_cfg, state, detail) in enumerate(plans, 1):
         tag = f"[{i}/{len(plans)}] {run_cfg.variant} seed {run_cfg.seed}"
         if state == "done":
             say(f"{tag}: finished before (top-1 {detail['top1']:.4f}), not trained again: {run_cfg.workdir}")
             runs[run_cfg.variant].append(_run_record(run_cfg, detail))
+            continue
+        if not train:
+            say(f"{tag}: not finished, left out of the table (--report-only)")
+            missing.append(f"{run_cfg.variant} seed {run_cfg.seed}")
             continue
         run_cfg.resume = state == "resume"
         doing = "training" if state == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
@@ -202,15 +207,19 @@ def ablate(cfg, variants, seeds, workdir, say=print):
         runs[run_cfg.variant].append(_run_record(run_cfg, summary))
         say(f"{tag}: top-1 {summary['top1']:.4f} top-5 {summary['top5']:.4f}, {time.time() - start:.0f} s "
             f"(train {summary.get('seconds', 0):.0f} s)", flush=True)
-    table = _table(cfg, variants, runs, failed, workdir)
+    table = _table(cfg, variants, runs, failed, workdir, missing)
     return table, failed
 
 
-def _table(cfg, variants, runs, failed, workdir):
+def _table(cfg, variants, runs, failed, workdir, missing=()):
     num_classes = None
     for v in variants:  # every run folder's config.json knows the data's class count
         for r in runs[v]:
             saved = _read_json(os.path.join(run_dir(workdir, v, r["seed"]), "config.json")) or {}
             num_classes = num_classes or saved.get("num_classes")
+    notes = _notes(cfg, runs)
+    if missing:
+        notes.append(f"not finished when this table was written, left out: {', '.join(missing)}; the paired "
+                     "statistics use the seeds both variants of a pair finished")
     return build_table(runs, variants, recipe(cfg), num_classes, cfg.model, getattr(cfg, "width", None),
-                       getattr(cfg, "depth", None), failed, _notes(cfg, runs))
+                       getattr(cfg, "depth", None), failed, notes)
