@@ -1,6 +1,6 @@
 """Dataset specs, the one string a user types to name a dataset.
 
-    default               the embedded Fashion-MNIST subset (20,000 train / 2,000 eval)
+    default               the embedded Fashion-MNIST subset (20,000 train / the whole 10,000-image test split)
     fashion-mnist         the full Fashion-MNIST from the Debian package dataset-fashion-mnist
     fashion-mnist:DIR     the full Fashion-MNIST from the four IDX files in DIR
     imagenet:DIR or DIR   an ImageNet-style folder (see data_tools/imagenet.py for layouts)
