@@ -238,6 +238,11 @@ def test_report_judges_each_of_the_papers_orderings():
     assert "| EfficientNet-B0 > EfficientNet-B0-SEend@all | +1.0 | +5.00 | [+5.00, +5.00] | reproduced | 2.83 " \
            "| reproduced |" in md
 
+    # a pair that shares one finished seed only has no interval: its direction is counted apart
+    runs["nose@all"] = runs["nose@all"][:1]
+    md = markdown(build_table(runs, list(runs), _recipe(), 10))
+    assert "3 pairs share one finished seed only, no interval: 0 go the paper's way, 3 do not." in md
+
     # the paper's tie (SEend@noskip and noSE@noskip, both 77.1) is no ordering; one seed: directions only
     one = {"seend@noskip": [dict(seed=0, top1=0.7, top5=0.9)], "nose@noskip": [dict(seed=0, top1=0.8, top5=0.9)],
            "nose@all": [dict(seed=0, top1=0.75, top5=0.9)]}

@@ -282,6 +282,10 @@ def _orderings_section(table):
                    f"0) and {counts['not resolved']} are not resolved (it holds 0). Unpaired (beyond twice the "
                    f"combined std): {unpaired['reproduced']} reproduced, {unpaired['contradicted']} contradicted, "
                    f"{unpaired['within the spread']} within the spread.")
+        one_seed = counts["same direction"] + counts["opposite direction"] + counts["tied"]
+        if one_seed:
+            summary += (f" {one_seed} pairs share one finished seed only, no interval: {counts['same direction']} "
+                        f"go the paper's way, {counts['opposite direction'] + counts['tied']} do not.")
     else:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
                    f"out), {counts['same direction']} go the same way here and "
