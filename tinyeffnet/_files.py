@@ -103,6 +103,17 @@ def write_json(path, obj):
     return atomic_write(path, lambda f: f.write(dumps(obj, indent=1)))
 
 
+def read_json_object(path):
+    """The JSON object (a dict) in `path`, or None where there is none: missing, unreadable,
+    not JSON, or JSON of another kind. For files a run writes and another may be reading."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def make_dirs(path):
     try:
         os.makedirs(path, exist_ok=True)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from .._files import read_json_object, write_json
 from ..model import VARIANTS, canonical_variant
 from ..training.checkpoint import latest_checkpoint
 from ..training.config import NOT_TRAJECTORY, TrainConfig, config_differences
@@ -63,23 +64,14 @@ def recipe(cfg):
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RECIPE and k not in PER_RUN}
 
 
-def _read_json(path):
-    try:
-        with open(path) as f:
-            value = json.load(f)
-        return value if isinstance(value, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def plan(cfg):
     """('done', summary) | ('resume', checkpoint or None) | ('fresh', None) for the run folder cfg.workdir.
 
     A run writes its config.json before anything else, so a folder without one holds no run."""
     folder = cfg.workdir
-    summary = _read_json(os.path.join(folder, "summary.json"))
+    summary = read_json_object(os.path.join(folder, "summary.json"))
     checkpoint = latest_checkpoint(os.path.join(folder, "checkpoints"))
-    saved = _read_json(os.path.join(folder, "config.json"))
+    saved = read_json_object(os.path.join(folder, "config.json"))
     if saved is None and summary is None and checkpoint is None:
         return "fresh", None
     if saved is None:
@@ -126,8 +118,7 @@ def run_in_process(cfg):
         info["host_peak_rss_bytes"] = rss if sys.platform == "darwin" else rss * 1024  # Linux: KiB
     except (ImportError, OSError):
         pass
-    with open(os.path.join(cfg.workdir, RUN_INFO), "w") as f:
-        json.dump(info, f, indent=1)
+    write_json(os.path.join(cfg.workdir, RUN_INFO), info)
     return 0
 
 
@@ -146,7 +137,7 @@ def _run_child(cfg, env):
 
 
 def _run_record(cfg, summary):
-    info = _read_json(os.path.join(cfg.workdir, RUN_INFO)) or {}
+    info = read_json_object(os.path.join(cfg.workdir, RUN_INFO)) or {}
     speed = summary.get("images_per_s")
     return dict(seed=cfg.seed, top1=summary["top1"], top5=summary["top5"], steps=summary.get("steps"),
                 images_per_s=speed or None,  # 0.0: fewer steps than --log-every, nothing measured
@@ -198,7 +189,7 @@ def ablate(cfg, variants, seeds, workdir, say=print, train=True):
             f"-> {run_cfg.workdir}", flush=True)
         start = time.time()
         status = _run_child(run_cfg, env)
-        summary = _read_json(os.path.join(run_cfg.workdir, "summary.json"))
+        summary = read_json_object(os.path.join(run_cfg.workdir, "summary.json"))
         if status != 0 or summary is None:
             failed.append(dict(variant=run_cfg.variant, seed=run_cfg.seed,
                                error=f"training process exited with status {status} (its error is above)"))
@@ -215,7 +206,7 @@ def _table(cfg, variants, runs, failed, workdir, missing=()):
     num_classes = None
     for v in variants:  # every run folder's config.json knows the data's class count
         for r in runs[v]:
-            saved = _read_json(os.path.join(run_dir(workdir, v, r["seed"]), "config.json")) or {}
+            saved = read_json_object(os.path.join(run_dir(workdir, v, r["seed"]), "config.json")) or {}
             num_classes = num_classes or saved.get("num_classes")
     notes = _notes(cfg, runs)
     if missing:

@@ -11,7 +11,6 @@ the latest checkpoint on the same trajectory: same data order, same random keys,
 parameters.
 """
 import datetime
-import json
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from data_tools import DataError, Loader, open_dataset
 from data_tools.spec import spec_kind
 
-from .._files import WriteError, make_dirs, write_json
+from .._files import WriteError, make_dirs, read_json_object, write_json
 from ..model import DEFAULT_BN_EPS, DEFAULT_PADDING, SCALING, build_model, canonical_model, canonical_variant
 from ..plotting import plot_metrics
 from ..weights.transfer import load_matching
@@ -253,7 +252,7 @@ def _check_workdir(workdir, cfg):
         return
     if not cfg.workdir:
         raise ConfigError("--resume needs --workdir: the run folder to continue")
-    saved = _read_json(os.path.join(workdir, "config.json"))
+    saved = read_json_object(os.path.join(workdir, "config.json"))
     if saved is None:
         why = "does not exist" if not os.path.isdir(workdir) else "holds no readable config.json"
         raise ConfigError(f"--resume: {workdir} {why}, so there is no run to continue: drop --resume to start one")
@@ -262,15 +261,6 @@ def _check_workdir(workdir, cfg):
         raise ConfigError(f"--resume: {workdir} was trained with other flags ({'; '.join(differences)}), so it "
                           "would not continue the same trajectory: resume with the run's own flags, or give a new "
                           "--workdir")
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _check_batch_split(batch_size, runtime):
