@@ -163,7 +163,8 @@ lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for wha
 #
 #     python -m pytest -q tests/test_lessons.py
 #
-# Each lesson runs in under a minute on a 2-core CPU, most in a few seconds. The
+# Each lesson runs in under a minute on a 2-core CPU, most in a few seconds, but the
+# capstone (lesson 16), whose real comparison is time-boxed to about 10 minutes. The
 # pure-Python backend is slow (every number is a Python float), so the lessons use small
 # tensors and tiny networks; the real sizes appear where only shapes are needed (the meta
 # backend, lessons 01, 05, 08 and 10).

@@ -251,10 +251,10 @@ print(f"'base beats {chosen}': {claim}" + (" (a toy run: this verdict means noth
 box_speed = [s for v in rows for s in rows[v]["images_per_s"] if s]
 box_rate = sum(box_speed) / len(box_speed) * training_macs(box_cfg, "base", 1)  # MACs per second
 estimate_hours = full_macs / box_rate / 3600
-print(f"measured: {sum(box_speed) / len(box_speed):,.0f} images/s = {box_rate / 1e9:,.1f} G multiply-accumulates/s "
+print(f"measured: {sum(box_speed) / len(box_speed):,.3g} images/s = {box_rate / 1e9:,.3g} G multiply-accumulates/s "
       f"({box_backend} backend, this machine)")
 print(f"{command}\n  about {estimate_hours:,.1f} hours here ({full_macs / 1e12:,.1f} T MACs / "
-      f"{box_rate / 1e9:,.1f} G MACs/s)" + (" -- priced from a pure-Python toy: far too slow, JAX is much faster"
+      f"{box_rate / 1e9:,.3g} G MACs/s)" + (" -- priced from a pure-Python toy: far too slow, JAX is much faster"
                                           if toy else ""))
 
 # %% [markdown]
