@@ -59,13 +59,17 @@ class JaxBackend(Backend):
     dtypes = ("float32", "bfloat16", "float16", "float64", "int32")
     default_float = "float32"
 
-    def __init__(self, precision=None, depthwise_taps=None, dense_matmul=None):
+    def __init__(self, precision=None, depthwise_taps=None, dense_matmul=None, platform=None):
         """`precision`: passed to every matmul and conv (None: jax's default, which on
         GPU/TPU may use TF32 / bf16 passes for float32; "highest" for full float32).
+        `platform`: the platform the programs are for ("cpu", "gpu", "tpu"; default: the one
+        jax runs on here); it picks the conv formulations below. A TPU program compiled
+        ahead of time on a CPU machine wants platform="tpu".
         `depthwise_taps`: compute depthwise convs as sums over kernel taps (default: on CPU).
         `dense_matmul`: compute dense convs as matrix products (default: on CPU)."""
         self.precision = precision
-        on_cpu = jax.default_backend() == "cpu"
+        self.platform = platform or jax.default_backend()
+        on_cpu = self.platform == "cpu"
         self.depthwise_taps = on_cpu if depthwise_taps is None else depthwise_taps
         self.dense_matmul = on_cpu if dense_matmul is None else dense_matmul
 

@@ -1,5 +1,6 @@
 """`python -m tinyeffnet.bench --backend jax --variant V`: both steps timed, XLA's memory and
-cost analyses of both programs reported, the conv formulations chosen by flag and put back.
+cost analyses of both programs reported, the conv formulations chosen by flag or by the
+target platform, on a backend instance of the benchmark's own.
 
 A reduced-width B0 keeps the two compiles short (one pair of them for the whole file); the
 full-size figures are in the README."""
@@ -38,7 +39,15 @@ def test_reports_speed_and_xla_analyses_of_both_steps(small_b0, capsys):
         assert r[f"{who}_img_per_s"] > 0 and r[f"{who}_compile_s"] > 0
         assert r[f"{who}_temp_bytes"] > 0 and r[f"{who}_bytes_accessed"] > 0 and r[f"{who}_flops"] > 0
     assert r["ratio"] == pytest.approx(r["custom_img_per_s"] / r["jaxgrad_img_per_s"])
-    assert (jb.depthwise_taps, jb.dense_matmul) == before, "the backend's own choice must be put back"
+    assert (jb.depthwise_taps, jb.dense_matmul) == before, "the shared backend instance must stay as it was"
+
+
+def test_formulation_is_the_target_platforms_on_an_instance_of_its_own():
+    assert [(b.depthwise_taps, b.dense_matmul) for b in map(jax_step.step_backend, ("cpu", "gpu", "tpu"))] == [
+        (True, True), (False, False), (False, False)]
+    chosen = jax_step.step_backend("tpu", depthwise="taps")
+    assert (chosen.depthwise_taps, chosen.dense_matmul, chosen.platform) == (True, False, "tpu")
+    assert chosen is not get_backend("jax")
 
 
 @pytest.mark.parametrize("argv, message", [

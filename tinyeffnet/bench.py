@@ -7,6 +7,11 @@ Modes (pick by flags):
   --backend B --variant V [...]          one full training step (forward + our backward) of
                                          a model; for jax also the same loss under jax.grad,
                                          and XLA's temp memory and bytes accessed of both
+  --backend jax --topology v5e:2x2 --steps 0
+                                         both steps (and the eval step) compiled for that TPU
+                                         slice on this machine, data parallel over its chips
+                                         (needs libtpu: pip install -e '.[jax,tpu]'); XLA's
+                                         analyses per chip, nothing run
   --data SPEC --workers N                the input pipeline, images/s (see data_tools.bench)
 """
 import argparse
@@ -37,6 +42,8 @@ def main(argv=None):
                    help="jax: depthwise convs as kernel taps or as XLA conv ops (default: taps on CPU only)")
     p.add_argument("--dense", choices=["matmul", "conv"], default=None,
                    help="jax: dense convs as matrix products or as XLA conv ops (default: matmul on CPU only)")
+    p.add_argument("--topology", default=None,
+                   help="jax: compile for this TPU slice instead (e.g. v5e:2x2, v4:2x2x1; needs --steps 0)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="time each case at least this long")
     p.add_argument("--data", default=None, help="benchmark the input pipeline on this dataset spec")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes (with --data)")
@@ -51,8 +58,10 @@ def main(argv=None):
         p.error("choose what to measure: --backend python|jax [--variant V], or --data SPEC")
     if args.image_size < 1 or args.batch_size < 1 or args.steps < 0:
         p.error("--image-size and --batch-size must be positive, --steps not negative")
-    if args.backend != "jax" and (args.depthwise or args.dense):
-        p.error("--depthwise and --dense choose XLA formulations: they need --backend jax")
+    if args.backend != "jax" and (args.depthwise or args.dense or args.topology):
+        p.error("--depthwise, --dense and --topology are for XLA programs: they need --backend jax")
+    if args.topology and (args.variant is None or args.steps):
+        p.error("--topology compiles a step for hardware that is not here: give --variant V and --steps 0")
     try:
         get_backend(args.backend)
     except (ValueError, ImportError) as e:
@@ -74,7 +83,11 @@ def main(argv=None):
 
     if args.backend == "jax":
         from .benchmarks.jax_step import bench_model_jax
-        result = bench_model_jax(args)
+        from .benchmarks.tpu import TopologyError
+        try:
+            result = bench_model_jax(args)
+        except TopologyError as e:
+            p.error(str(e))
     else:
         try:
             result = bench_model_python(args.variant, args.model, args.image_size, args.batch_size,

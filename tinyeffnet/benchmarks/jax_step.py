@@ -8,7 +8,9 @@ Beside images/s it reports what XLA says of each compiled program: its temporary
 (`memory_analysis`) and the bytes it reads and writes (`cost_analysis`). Those depend on
 the program, not on the machine, so a CPU can judge the accelerator-shaped program too:
 `depthwise="conv"` and `dense="conv"` compile the convolutions as XLA conv ops, as on a
-GPU or TPU, instead of the CPU's kernel taps and matrix products.
+GPU or TPU, instead of the CPU's kernel taps and matrix products; `topology="v5e:2x2"`
+compiles for that TPU slice (tinyeffnet.benchmarks.tpu), data parallel over its chips,
+with the TPU's formulation, and adds the evaluation step; nothing then runs.
 """
 import time
 
@@ -18,17 +20,21 @@ import jax.numpy as jnp
 from backends import get_backend
 
 from ..model import build_model
-from ..training.metrics import batch_metrics
+from ..training.distributed import batch_sharding, replicated
+from ..training.metrics import all_finite, batch_metrics, global_norm
 from ..training.optimizer import apply_updates
 from ..training.runtime import JaxRuntime
-from ..training.step import StepOptions, forward_loss, init_state, make_train_step
+from ..training.state import state_to_tensors
+from ..training.step import StepOptions, forward_loss, init_state, make_eval_step, make_train_step
+from .tpu import GENERATION, HBM_BYTES, TopologyError, abstract, all_reduces, topology_devices
 
 FORMULATIONS = {"depthwise": ("taps", "conv"), "dense": ("matmul", "conv")}
-_ATTRS = {"depthwise": "depthwise_taps", "dense": "dense_matmul"}  # the JaxBackend switch of each
+_OPTIONS = {"depthwise": "depthwise_taps", "dense": "dense_matmul"}  # the JaxBackend option of each
 
 
 def make_jaxgrad_train_step(net, optimizer, options=StepOptions()):
-    """The reference step: identical forward and update, gradients from jax.grad."""
+    """The reference step: identical forward, update and metrics (gradient norm, finiteness of
+    the new state, as make_train_step with these options), gradients from jax.grad."""
     backend = net.backend
 
     def train_step(state, images, labels, key, lr):
@@ -39,7 +45,10 @@ def make_jaxgrad_train_step(net, optimizer, options=StepOptions()):
         (loss, (logits, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         new = dict(params=apply_updates(backend, state["params"], updates, lr), buffers=buffers, opt_state=opt_state)
-        return new, batch_metrics(backend, loss, logits, labels)
+        metrics = batch_metrics(backend, loss, logits, labels)
+        metrics["grad_norm"] = global_norm(backend, list(grads.values()))
+        metrics["finite"] = all_finite(backend, list(state_to_tensors(new).values()))
+        return new, metrics
 
     return train_step
 
@@ -50,16 +59,23 @@ def _peak_memory():
     return None if peak is None else int(peak)
 
 
-def _compile(step, state, images, labels):
-    """The AOT-compiled program, its compile seconds, and XLA's memory and cost analyses."""
+def _compile(jitted, *args):
+    """The AOT-compiled program and what XLA says of it: compile seconds, temporary and
+    total memory (arguments + outputs - donated + temporaries + code, per device), bytes
+    accessed, flops, and the all-reduces between devices."""
     t0 = time.perf_counter()
-    compiled = step.lower(state, images, labels, jax.random.key(0), 0.1).compile()
+    compiled = jitted.lower(*args).compile()
     seconds = time.perf_counter() - t0
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return compiled, dict(compile_s=seconds, temp_bytes=getattr(memory, "temp_size_in_bytes", None),
-                          bytes_accessed=(cost or {}).get("bytes accessed"), flops=(cost or {}).get("flops"))
+    sizes = [getattr(memory, f"{k}_size_in_bytes", None)
+             for k in ("argument", "output", "alias", "temp", "generated_code")]
+    total = None if None in sizes else sizes[0] + sizes[1] - sizes[2] + sizes[3] + sizes[4]
+    count, values = all_reduces(compiled.as_text())
+    return compiled, dict(compile_s=seconds, temp_bytes=sizes[3], memory_bytes=total,
+                          bytes_accessed=(cost or {}).get("bytes accessed"), flops=(cost or {}).get("flops"),
+                          all_reduces=count, all_reduced_values=values)
 
 
 def _seconds_per_step(compiled, state, images, labels, steps, repeats=3):
@@ -77,42 +93,63 @@ def _seconds_per_step(compiled, state, images, labels, steps, repeats=3):
     return sorted(rounds)[len(rounds) // 2]
 
 
+def step_backend(platform=None, depthwise=None, dense=None):
+    """A JaxBackend of its own for the benchmark: the conv formulations of `platform` (default:
+    this machine's), unless `depthwise` / `dense` name one. The shared instance is untouched."""
+    wanted = dict(depthwise=depthwise, dense=dense)
+    return get_backend("jax", platform=platform, **{
+        _OPTIONS[name]: None if wanted[name] is None else wanted[name] == choices[0]
+        for name, choices in FORMULATIONS.items()})
+
+
 def bench_model_jax(args):
-    """One benchmark run; `args.depthwise` / `args.dense` pick the conv formulations for it
-    (the backend's per-platform choice is restored afterwards)."""
-    jb = get_backend("jax")
-    saved = {attr: getattr(jb, attr) for attr in _ATTRS.values()}
-    try:
-        for name, choices in FORMULATIONS.items():
-            wanted = getattr(args, name, None)
-            if wanted is not None:
-                setattr(jb, _ATTRS[name], wanted == choices[0])  # before tracing: it decides the program
-        return _bench(args, {name: choices[0] if getattr(jb, _ATTRS[name]) else choices[1]
-                             for name, choices in FORMULATIONS.items()})
-    finally:
-        for attr, value in saved.items():
-            setattr(jb, attr, value)
-
-
-def _bench(args, formulation):
-    runtime = JaxRuntime(args.dtype)
-    net = build_model(args.variant, args.model, args.num_classes, backend="jax")
+    """One benchmark run (see the module docstring); `args` are the bench's flags.
+    Raises tinyeffnet.benchmarks.tpu.TopologyError for a topology it cannot have."""
+    topology = getattr(args, "topology", None)
+    devices = topology_devices(topology) if topology else None
+    if devices and args.batch_size % len(devices):
+        raise TopologyError(f"--batch-size {args.batch_size} must divide by the {len(devices)} chips of {topology}")
+    backend = step_backend("tpu" if devices else None, getattr(args, "depthwise", None), getattr(args, "dense", None))
+    formulation = {name: choices[0] if getattr(backend, _OPTIONS[name]) else choices[1]
+                   for name, choices in FORMULATIONS.items()}
+    runtime = JaxRuntime(args.dtype, devices=devices)
+    net = build_model(args.variant, args.model, args.num_classes, backend=backend)
     optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
     options = StepOptions(label_smoothing=0.1, compute_dtype=args.dtype)
+    rep, data = replicated(runtime.mesh), batch_sharding(runtime.mesh)
+    images = jax.ShapeDtypeStruct((args.batch_size, args.image_size, args.image_size, 3), jnp.float32, sharding=data)
+    labels = jax.ShapeDtypeStruct((args.batch_size,), jnp.int32, sharding=data)
+    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=rep)
+    lr = jax.ShapeDtypeStruct((), jnp.result_type(float), sharding=rep, weak_type=True)  # a Python float, as in training
+    state = init_state(net, optimizer)
+    result = dict(backend="jax", variant=net.variant, model=net.model_name, image_size=args.image_size,
+                  batch_size=args.batch_size, dtype=args.dtype, steps=args.steps, formulation=formulation)
+    if devices:
+        kind = devices[0].device_kind
+        result.update(topology=topology, chips=len(devices), device_kind=kind, generation=GENERATION.get(kind),
+                      per_chip_batch=args.batch_size // len(devices), hbm_bytes=HBM_BYTES.get(kind))
+    else:
+        result.update(device=f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}")
+    for name, make in (("custom", make_train_step), ("jaxgrad", make_jaxgrad_train_step)):
+        compiled, analysis = _compile(runtime.compile_train_step(make(net, optimizer, options)),
+                                      abstract(state, rep), images, labels, key, lr)
+        result.update({f"{name}_{k}": v for k, v in analysis.items()})
+        if args.steps:
+            seconds = _seconds_per_step(compiled, runtime.put_state(state), *_batch(args, data), args.steps)
+            result.update({f"{name}_img_per_s": args.batch_size / seconds, f"{name}_peak_bytes": _peak_memory()})
+    if args.steps:
+        result["ratio"] = result["custom_img_per_s"] / result["jaxgrad_img_per_s"]
+    if devices:  # the evaluation step of the same model, as the trainer compiles it
+        valid = jax.ShapeDtypeStruct((args.batch_size,), jnp.float32, sharding=data)
+        _, analysis = _compile(runtime.compile_eval_step(make_eval_step(net, options)),
+                               abstract(state["params"], rep), abstract(state["buffers"], rep), images, labels, valid)
+        result.update({f"eval_{k}": v for k, v in analysis.items()})
+    return result
+
+
+def _batch(args, sharding):
+    """A random batch of images and labels, placed as the step wants it."""
     key = jax.random.key(1)
     images = jax.random.normal(key, (args.batch_size, args.image_size, args.image_size, 3), jnp.float32)
     labels = jax.random.randint(key, (args.batch_size,), 0, args.num_classes, jnp.int32)
-    result = dict(backend="jax", variant=net.variant, model=net.model_name, image_size=args.image_size,
-                  batch_size=args.batch_size, dtype=args.dtype, steps=args.steps, formulation=formulation,
-                  device=f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}")
-    for name, make in (("custom", make_train_step), ("jaxgrad", make_jaxgrad_train_step)):
-        state = runtime.put_state(init_state(net, optimizer))
-        compiled, analysis = _compile(runtime.compile_train_step(make(net, optimizer, options)), state, images,
-                                      labels)
-        seconds = _seconds_per_step(compiled, state, images, labels, args.steps) if args.steps else None
-        result.update({f"{name}_img_per_s": args.batch_size / seconds if seconds else None,
-                       f"{name}_peak_bytes": _peak_memory(),
-                       **{f"{name}_{k}": v for k, v in analysis.items()}})
-    if args.steps:
-        result["ratio"] = result["custom_img_per_s"] / result["jaxgrad_img_per_s"]
-    return result
+    return jax.device_put(images, sharding), jax.device_put(labels, sharding)
