@@ -80,14 +80,14 @@ def _compile(jitted, *args):
 
 def _seconds_per_step(compiled, state, images, labels, steps, repeats=3):
     """The median over `repeats` rounds of `steps` steps each (after one warm-up step)."""
-    key = jax.random.key(0)
-    state, metrics = compiled(state, images, labels, key, 0.1)
+    key, lr = jax.random.key(0), jnp.asarray(0.1, jnp.float32)
+    state, metrics = compiled(state, images, labels, key, lr)
     jax.block_until_ready(metrics)
     rounds = []
     for r in range(repeats):
         t0 = time.perf_counter()
         for i in range(steps):
-            state, metrics = compiled(state, images, labels, jax.random.fold_in(key, r * steps + i), 0.1)
+            state, metrics = compiled(state, images, labels, jax.random.fold_in(key, r * steps + i), lr)
         jax.block_until_ready(metrics)
         rounds.append((time.perf_counter() - t0) / steps)
     return sorted(rounds)[len(rounds) // 2]
@@ -120,7 +120,8 @@ def bench_model_jax(args):
     images = jax.ShapeDtypeStruct((args.batch_size, args.image_size, args.image_size, 3), jnp.float32, sharding=data)
     labels = jax.ShapeDtypeStruct((args.batch_size,), jnp.int32, sharding=data)
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=rep)
-    lr = jax.ShapeDtypeStruct((), jnp.result_type(float), sharding=rep, weak_type=True)  # a Python float, as in training
+    # float32 whether or not jax_enable_x64 is on (the tests turn it on): no float64 on a TPU
+    lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=rep)
     state = init_state(net, optimizer)
     result = dict(backend="jax", variant=net.variant, model=net.model_name, image_size=args.image_size,
                   batch_size=args.batch_size, dtype=args.dtype, steps=args.steps, formulation=formulation)
