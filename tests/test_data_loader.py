@@ -111,14 +111,14 @@ def test_eval_pads_the_last_batch_and_keeps_every_image():
     dataset = open_dataset("default", "eval", 8)
     loader = Loader(dataset, 300)
     batches = list(loader.batches(0))
-    assert [b.valid for b in batches] == [300] * 6 + [200]
+    assert [b.valid for b in batches] == [300] * 33 + [100]  # the 10,000 test images
     seen = [label for b in batches for label in b.labels[:b.valid]]
     assert seen == list(dataset.labels)
     last = batches[-1]
     per_image = 8 * 8 * 3
     # padding repeats real examples of the same batch
-    assert last.images[200 * per_image:201 * per_image] == last.images[:per_image]
-    assert list(last.labels[200:]) == list(last.labels[:100])
+    assert last.images[100 * per_image:101 * per_image] == last.images[:per_image]
+    assert list(last.labels[100:200]) == list(last.labels[200:]) == list(last.labels[:100])
 
 
 @pytest.mark.parametrize("split, batch", [("train", 4), ("eval", 7)])
