@@ -289,31 +289,18 @@ def _conv(**mistake):
                                 ka, kc = (k - 1 - a, k - 1 - c) if mistake.get("flip") else (a, c)
                                 yield b, p, q, ka, kc, row, col
 
-    def forward(x, w, stride, padding):
-        saved = sol._windows
-        sol._windows = taps
-        try:
-            return sol.conv2d_windows(x, w, stride, padding)
-        finally:
-            sol._windows = saved
-
-    def grad_input(dy, w, x_shape, stride, padding):
-        saved = sol._windows
-        sol._windows = taps
-        try:
-            return sol.conv_grad_input(dy, w, x_shape, stride, padding)
-        finally:
-            sol._windows = saved
-
-    def grad_weight(x, dy, k, stride, padding):
-        saved = sol._windows
-        sol._windows = taps
-        try:
-            return sol.conv_grad_weight(x, dy, k, stride, padding)
-        finally:
-            sol._windows = saved
+    def with_wrong_taps(fn):
+        def run(*args):
+            saved = sol._windows
+            sol._windows = taps
+            try:
+                return fn(*args)
+            finally:
+                sol._windows = saved
+        return run
     del Tensor
-    return dict(forward=forward, grad_input=grad_input, grad_weight=grad_weight)
+    return dict(forward=with_wrong_taps(sol.conv2d_windows), grad_input=with_wrong_taps(sol.conv_grad_input),
+                grad_weight=with_wrong_taps(sol.conv_grad_weight))
 
 
 def _bn_forward_unbiased(x, gamma, beta, eps):
