@@ -98,9 +98,9 @@ lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", 
 # | checking gradients | `tinyeffnet/engine/gradcheck.py` | 03 (and used everywhere after) |
 # | stateless ops (conv, batch norm, swish, loss) | `tinyeffnet/engine/functional.py` | 04-07, 11 |
 # | layers and the module tree | `tinyeffnet/nn/module.py`, `layers.py`, `init.py` | 05-09 |
-# | the network and its variants | `tinyeffnet/model/efficientnet.py`, `stages.py` | 09, 10 |
+# | the network and its variants | `tinyeffnet/model/spec.py`, `efficientnet.py`, `stages.py` | 09, 10 |
 # | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11-13 |
-# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `checkpoint.py`, `state.py`, `metrics.py`, `data_tools/` | 11-15 |
+# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `rundir.py`, `evaluation.py`, `checkpoint.py`, `state.py`, `metrics.py`, `data_tools/` | 11-15 |
 # | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py`, `paired.py` | 15, 16 |
 # | charts and figures (Pillow only) | `tinyeffnet/plotting/` | every lesson's figures |
 # | the commands | `tinyeffnet/train.py`, `evaluate.py`, `predict.py`, `summary.py`, `ablation.py`, `bench.py` | 00 |
@@ -140,14 +140,16 @@ TRAIN_WALKTHROUGH = [
     ("parse flags into a TrainConfig and fill in a preset", "tinyeffnet/training/config.py", "11, 15"),
     ("pick the runtime: JAX devices, compute dtype, mesh", "tinyeffnet/training/runtime.py", "13, 14"),
     ("open the data and batch it (data_tools.Loader)", "data_tools/loader.py", "11"),
-    ("build_model(variant): stem, 16 MBConv blocks, head", "tinyeffnet/model/efficientnet.py", "04-10"),
+    ("the network's ModelSpec (flags, data, the weights it starts from)", "tinyeffnet/model/spec.py", "10"),
+    ("build_model(spec): stem, 16 MBConv blocks, head", "tinyeffnet/model/efficientnet.py", "04-10"),
     ("initialise the weights (Xavier, the paper's choice)", "tinyeffnet/nn/init.py", "10"),
     ("SGD with Nesterov momentum and weight decay", "tinyeffnet/training/optimizer.py", "11, 13"),
     ("one step: forward, our backward, update (jit on JAX)", "tinyeffnet/training/step.py", "02, 11, 12, 13"),
     ("learning rate per step: warmup then cosine", "tinyeffnet/training/schedule.py", "11"),
     ("loss with label smoothing", "tinyeffnet/engine/functional.py", "11"),
     ("top-1/top-5 and the other batch metrics", "tinyeffnet/training/metrics.py", "11"),
-    ("evaluate, checkpoint, summary.json", "tinyeffnet/training/loop.py", "15"),
+    ("the work directory: checkpoints, starting point, resume", "tinyeffnet/training/rundir.py", "11, 15"),
+    ("evaluate (precise BN, EMA), summary.json", "tinyeffnet/training/evaluation.py", "15"),
 ]
 lesson.table(["step", "where", "lesson"], [(what, f"`{where}`", lessons) for what, where, lessons in TRAIN_WALKTHROUGH])
 

@@ -7,8 +7,11 @@
 # BN and swish except the blocks' projections (lesson 09).
 #
 # `tinyeffnet/model/efficientnet.py: build_model(variant, model, num_classes, init, seed)` is
-# the one way to make a network. We run it on the meta backend: full-size B0 at 224x224
-# costs milliseconds, because no number is ever computed.
+# the one way to make a network. What network it is (variant, model size, classes, width,
+# depth, padding, BN eps, and how its pixels are fed) is one frozen record, a `ModelSpec`
+# (`tinyeffnet/model/spec.py`): `net.spec`, recorded in every checkpoint, and what
+# `build_model(spec)` rebuilds the network from. We run it on the meta backend: full-size B0
+# at 224x224 costs milliseconds, because no number is ever computed.
 
 # %%
 import os
@@ -24,8 +27,9 @@ ROOT = course.ROOT
 
 import math
 
-from tinyeffnet.model.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, VARIANTS, EfficientNet, block_specs,
-                                     build_model, round_filters, round_repeats)
+from tinyeffnet.model.efficientnet import (B0_STAGES, PAPER_TABLE2, SE_RATIO, EfficientNet, block_specs, build_model,
+                                     round_filters, round_repeats)
+from tinyeffnet.model.spec import VARIANTS
 from tinyeffnet.nn import init as initializers
 from tinyeffnet.model.stages import summarize
 from tinyeffnet.plotting.charts import bar_chart

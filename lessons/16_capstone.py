@@ -41,7 +41,8 @@ from tinyeffnet.experiments import ablation, table2 as report
 from tinyeffnet.experiments.paired import paired_difference, verdict
 from backends import get_backend
 from tinyeffnet import Tensor
-from tinyeffnet.model.efficientnet import VARIANTS, block_specs, build_model, canonical_variant
+from tinyeffnet.model.efficientnet import block_specs, build_model
+from tinyeffnet.model.spec import VARIANTS, canonical_variant
 from tinyeffnet.training.config import TrainConfig, config_from_args
 
 # %% [markdown]

@@ -944,7 +944,8 @@ def _check_paired_interval(paired_interval):
           (nose@stageA-B) in a range of Table I's stages 2..8, e.g. nose@stage2-7 keeps SE only in the last
           stage. (seend@stage2-8 is the paper's seend@all.)""")
 def _check_my_variant(my_variant):
-    from tinyeffnet.model.efficientnet import VARIANTS, block_specs, canonical_variant
+    from tinyeffnet.model.efficientnet import block_specs
+    from tinyeffnet.model.spec import VARIANTS, canonical_variant
     try:
         name = canonical_variant(given(my_variant))
     except ValueError as e:

@@ -13,7 +13,7 @@ from PIL import Image
 from tinyeffnet.ablation import main
 from tinyeffnet.experiments.ablation import AblationError, parse_variants, plan, run_dir
 from tinyeffnet.training.config import TrainConfig
-from tinyeffnet.model.efficientnet import VARIANTS, build_model
+from tinyeffnet.model import VARIANTS, build_model
 from tinyeffnet.experiments.table2 import build_table, markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

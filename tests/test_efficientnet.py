@@ -140,7 +140,7 @@ def test_stage_variant_parameter_counts():
     assert build_model("nose@stage2-7", backend="meta").num_parameters() == 4_763_800
     assert build_model("seend@stage8", backend="meta").num_parameters() == 5_207_844
     tiny = build_model("nose@stage2-7", num_classes=10, width=0.25, depth=0.1, backend="meta")
-    assert tiny.variant == "nose@stage2-7" and len(tiny.specs) == 7
+    assert tiny.variant == "nose@stage2-7" and len(tiny.block_specs) == 7
 
 
 def test_stage_variants_everywhere_a_variant_name_is_taken(capsys, tmp_path):

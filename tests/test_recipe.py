@@ -23,6 +23,7 @@ from tinyeffnet.training.checkpoint import latest_checkpoint, load_checkpoint, s
 from tinyeffnet.training.config import TrainConfig
 from tinyeffnet.training.loop import train
 from tinyeffnet.training.runtime import PythonRuntime
+from tinyeffnet.training.state import model_tensors
 
 PY = get_backend("python")
 CLASSES = 10
@@ -170,9 +171,9 @@ def test_bn_eps_of_the_starting_checkpoint_reaches_the_step(tiny_fashion_mnist, 
     """BN eps is no flag: it comes with the weights (--init-from, --resume) and must reach the step."""
     eps = 0.5
     start = build_model("base", "b0", CLASSES, "xavier", BASE["seed"], backend="python", width=0.1, depth=0.1)
-    tensors = {f"params/{n}": p.data for n, p in start.named_parameters()}
-    tensors.update({f"buffers/{n}": b.data for n, b in start.named_buffers()})
-    meta = dict(start.model_options(), bn_eps=eps)
+    arrays = start.arrays()
+    tensors = model_tensors({**arrays["params"], **arrays["buffers"]}, arrays["buffers"])
+    meta = start.spec.replace(bn_eps=eps).to_meta()
     save_checkpoint(tmp_path / "start", 0, tensors, PY, meta)
     got, _, written = run_train(tmp_path / "w", tiny_fashion_mnist, init_from=str(tmp_path / "start"))
     assert written["bn_eps"] == eps

@@ -1,6 +1,16 @@
-"""What every command shares: an argument parser whose errors are one line and exit 2."""
+"""What every command shares: an argument parser whose errors are one line and exit 2, the
+flags of the commands that read a checkpoint, and how a command starts."""
 import argparse
 import sys
+
+from backends.host_memory import run_with_huge_pages
+
+
+def run_command(main):
+    """A command's `__main__`: restart with huge pages where they help (backends/host_memory.py),
+    then exit with main()'s status."""
+    run_with_huge_pages()
+    sys.exit(main())
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -9,6 +19,21 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+    def add_checkpoint_options(self, json_help, many=False, data=True):
+        """--checkpoint (one, or `many`), --data (with `data`), --backend and --json: the flags
+        of the commands that read a checkpoint (evaluate, predict, probe)."""
+        if many:
+            self.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint files or work directories "
+                              "(a work directory's best checkpoint)")
+        else:
+            self.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory (its best "
+                              "checkpoint)")
+        if data:
+            self.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST "
+                              "subset)")
+        self.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
+        self.add_argument("--json", action="store_true", help=json_help)
 
     def add_weights_choice(self):
         """--ema / --raw: which weights of a checkpoint to use. Neither: the EMA weights where the

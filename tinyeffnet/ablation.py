@@ -9,8 +9,7 @@ tinyeffnet.experiments.ablation for how runs are planned and isolated.
 """
 import sys
 
-from backends.host_memory import run_with_huge_pages
-
+from ._cli import run_command
 from .experiments.ablation import AblationError, ablate, parse_variants
 from .experiments.table2 import BASE, markdown_table, write_report
 from .model import VARIANTS
@@ -84,5 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
-    sys.exit(main())
+    run_command(main)

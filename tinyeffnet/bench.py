@@ -15,12 +15,10 @@ Modes (pick by flags):
   --data SPEC --workers N                the input pipeline, images/s (see data_tools.bench)
 """
 import argparse
-import sys
 
 from backends import get_backend
-from backends.host_memory import run_with_huge_pages
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, run_command
 from ._files import dumps
 from .benchmarks.conv import bench_conv
 from .benchmarks.python_step import bench_model_python
@@ -103,5 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
-    sys.exit(main())
+    run_command(main)

@@ -6,10 +6,9 @@ evaluate any checkpoint: weights are stored as portable safetensors.
 """
 import sys
 
-from backends.host_memory import run_with_huge_pages
 from data_tools import DataError
 
-from ._cli import ArgumentParser, weights_choice
+from ._cli import ArgumentParser, run_command, weights_choice
 from ._files import dumps
 from .training.checkpoint import CheckpointError
 from .training.evaluation import evaluate_checkpoint
@@ -17,14 +16,11 @@ from .training.evaluation import evaluate_checkpoint
 
 def main(argv=None):
     p = ArgumentParser(prog="python -m tinyeffnet.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory")
-    p.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST subset)")
-    p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
+    p.add_checkpoint_options(json_help="print one JSON object (keys top1, top5, images, ...)")
     p.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     p.add_weights_choice()
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N images only (default 0: all)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (keys top1, top5, images, ...)")
     args = p.parse_args(argv)
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
                              ("--limit", args.limit, 0)):
@@ -46,5 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
-    sys.exit(main())
+    run_command(main)

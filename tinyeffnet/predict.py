@@ -17,7 +17,7 @@ from ._files import dumps
 from .engine import Tensor
 from .engine.functional import softmax
 from .training.checkpoint import CheckpointError
-from .training.evaluation import checkpoint_normalization
+from .training.evaluation import spec_normalization
 from .training.state import load_model
 
 
@@ -26,14 +26,12 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=None):
     from backends import get_backend
     net, meta = load_model(checkpoint, backend, use_ema)
     b = get_backend(backend)
-    size = int(meta.get("image_size") or net.default_image_size)
-    names = class_names(meta, net.num_classes)
-    data = meta.get("data", "default")
-    recorded = checkpoint_normalization(meta)
+    spec = net.spec
+    size, names, recorded = spec.resolution, class_names(spec), spec_normalization(spec, spec.data)
     results = []
     for path in images:
         try:
-            pixels, normalization = eval_image(data, path, size)
+            pixels, normalization = eval_image(spec.data, path, size)
         except DataError as e:
             results.append(dict(image=path, error=str(e)))
             continue
@@ -45,25 +43,23 @@ def predict(checkpoint, images, backend="jax", top=5, use_ema=None):
     return results
 
 
-def class_names(meta, num_classes):
+def class_names(spec):
     """The names to show: the checkpoint's (ImageNet wnids as their WordNet lemmas), ImageNet's
     for a 1000-class model that records none, else the class indices."""
-    names = meta.get("class_names")
-    if names and len(names) == num_classes:
-        return imagenet_class_names(names) if spec_kind(meta.get("data", "default")) == "imagenet" else list(names)
-    if num_classes == IMAGENET_CLASSES:
+    names = spec.class_names
+    if names and len(names) == spec.num_classes:
+        return imagenet_class_names(list(names)) if spec_kind(spec.data) == "imagenet" else list(names)
+    if spec.num_classes == IMAGENET_CLASSES:
         return imagenet_class_names()
-    return [str(i) for i in range(num_classes)]
+    return [str(i) for i in range(spec.num_classes)]
 
 
 def main(argv=None):
     p = ArgumentParser(prog="python -m tinyeffnet.predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or a work directory")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax (default) or python")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     p.add_weights_choice()
-    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_checkpoint_options(json_help="print one JSON list", data=False)
     args = p.parse_args(argv)
     if args.top < 1:
         p.error(f"--top must be at least 1, got {args.top}")

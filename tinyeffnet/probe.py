@@ -7,10 +7,9 @@ follow the blocks over training, or the same step of two variants to compare the
 """
 import sys
 
-from backends.host_memory import run_with_huge_pages
 from data_tools import DataError
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, run_command
 from ._files import dumps
 from .experiments.block_probe import format_rows, probe_checkpoint
 from .training.checkpoint import CheckpointError
@@ -18,14 +17,11 @@ from .training.checkpoint import CheckpointError
 
 def main(argv=None):
     p = ArgumentParser(prog="python -m tinyeffnet.probe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint files or work directories (best)")
-    p.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST subset)")
-    p.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
+    p.add_checkpoint_options(json_help="print one JSON object per checkpoint", many=True)
     p.add_argument("--batch-size", type=int, default=256,
                    help="eval images probed, in one batch (default 256; the whole eval split if fewer)")
     p.add_argument("--mode", default="train", choices=("train", "eval"),
                    help="BN on the batch's statistics as in training (default) or on the moving ones")
-    p.add_argument("--json", action="store_true", help="print one JSON object per checkpoint")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -45,5 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
-    sys.exit(main())
+    run_command(main)

@@ -5,8 +5,7 @@ tinyeffnet.training.loop.train.
 """
 import sys
 
-from backends.host_memory import run_with_huge_pages
-
+from ._cli import run_command
 from .model import canonical_variant
 from .training.config import build_parser, config_from_args
 from .training.loop import run
@@ -25,5 +24,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_with_huge_pages()  # backends/host_memory.py: a restart with huge pages, where they help
-    sys.exit(main())
+    run_command(main)

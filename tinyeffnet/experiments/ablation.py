@@ -65,7 +65,8 @@ def recipe(cfg):
 
 
 def plan(cfg):
-    """('done', summary) | ('resume', checkpoint or None) | ('fresh', None) for the run folder cfg.workdir.
+    """(what the run folder cfg.workdir holds, detail): ('done', summary) | ('resume', checkpoint
+    or None) | ('fresh', None).
 
     A run writes its config.json before anything else, so a folder without one holds no run."""
     folder = cfg.workdir
@@ -172,9 +173,9 @@ def ablate(cfg, variants, seeds, workdir, say=print, train=True):
         plans.append((run_cfg, *plan(run_cfg)))
     env = _child_env(workdir)
     runs, failed, missing = {v: [] for v in variants}, [], []
-    for i, (run_cfg, state, detail) in enumerate(plans, 1):
+    for i, (run_cfg, holds, detail) in enumerate(plans, 1):
         tag = f"[{i}/{len(plans)}] {run_cfg.variant} seed {run_cfg.seed}"
-        if state == "done":
+        if holds == "done":
             say(f"{tag}: finished before (top-1 {detail['top1']:.4f}), not trained again: {run_cfg.workdir}")
             runs[run_cfg.variant].append(_run_record(run_cfg, detail))
             continue
@@ -182,8 +183,8 @@ def ablate(cfg, variants, seeds, workdir, say=print, train=True):
             say(f"{tag}: not finished, left out of the table (--report-only)")
             missing.append(f"{run_cfg.variant} seed {run_cfg.seed}")
             continue
-        run_cfg.resume = state == "resume"
-        doing = "training" if state == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
+        run_cfg.resume = holds == "resume"
+        doing = "training" if holds == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
                                                      "restarting (no checkpoint yet)")
         say(f"{tag}: {doing} "
             f"-> {run_cfg.workdir}", flush=True)

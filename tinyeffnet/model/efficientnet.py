@@ -14,21 +14,20 @@ Variants of your own take the same two verbs on a range of Table I's stages (2..
 `seend@stage8`, `nose@stage2-7` (SE only in the last stage), understood wherever a
 variant name is (train, ablation, summary).
 
-Two options change arithmetic, not shapes, and are recorded in every checkpoint
-(`model_options`): `padding` ("same", TensorFlow's, the default and what the TF-trained
-weights expect; "symmetric", what PyTorch-trained weights expect) and `bn_eps` (1e-3,
-TensorFlow's; PyTorch's BatchNorm2d uses 1e-5). Weights trained with one setting give
-other logits with the other (tinyeffnet/weights says which published files use which).
+What network is built is a ModelSpec (spec.py: the names above, model sizes B0-B7, and
+the two options that change arithmetic, not shapes: padding and BN eps); every checkpoint
+records it and `build_model(spec)` rebuilds the same network from it.
 """
 import math
-import re
 from dataclasses import dataclass
 
 from backends import get_backend
 
 from ..engine import functional as F
-from ..nn import (PADDINGS, BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module,
+from ..nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module,
                  ModuleList, SqueezeExcite, initialize)
+from .spec import DEFAULT_BN_EPS, DEFAULT_PADDING, FIRST_STAGE, LAST_STAGE, SCALING, ModelSpec, canonical_model, \
+    canonical_variant, variant_rule
 
 # (expand ratio, kernel, stride of the first block, output channels, repeats): stages 2-8
 B0_STAGES = (
@@ -41,20 +40,8 @@ B0_STAGES = (
     (6, 3, 1, 320, 1),
 )
 STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
+assert LAST_STAGE - FIRST_STAGE + 1 == len(B0_STAGES)
 
-# model -> (width, depth, resolution, dropout)
-SCALING = {
-    "b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3), "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4),
-    "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5),
-}
-
-# variant -> (SE position in the blocks it changes, which blocks)
-VARIANTS = {
-    "base": ("dw", "all"),
-    "seend@noskip": ("end", "noskip"), "seend@hasskip": ("end", "hasskip"), "seend@all": ("end", "all"),
-    "nose@noskip": (None, "noskip"), "nose@hasskip": (None, "hasskip"), "nose@all": (None, "all"),
-}
 # The paper's Table II: variant -> (#params in millions, top-1 %, top-5 %, block figure)
 PAPER_TABLE2 = {
     "base": (5.29, 77.2, 93.4, "Fig. 1b"),
@@ -65,51 +52,6 @@ PAPER_TABLE2 = {
 }
 SE_RATIO = 0.25
 DROP_CONNECT_RATE = 0.2
-DEFAULT_PADDING, DEFAULT_BN_EPS = "same", 1e-3  # TensorFlow's: what the paper's network used
-FIRST_STAGE, LAST_STAGE = 2, 1 + len(B0_STAGES)  # the MBConv stages of Table I
-_STAGE_VARIANT = re.compile(r"(seend|nose)@stage(\d+)(?:-(\d+))?")
-_POSITIONS = {"seend": "end", "nose": None}
-
-
-def canonical_variant(name):
-    """'EfficientNet-B0-SEend@noskip', 'SEEND@NOSKIP', 'seend@noskip' -> 'seend@noskip';
-    'noSE@Stage2-7' -> 'nose@stage2-7', 'seend@stage8-8' -> 'seend@stage8'."""
-    key = str(name).strip().lower()
-    for prefix in ("efficientnet-b0-", "efficiennet-b0-", "efficientnet-b0", "b0-"):
-        if key.startswith(prefix):
-            key = key[len(prefix):] or "base"
-    if key in ("", "efficientnet-b0", "b0"):
-        key = "base"
-    if key in VARIANTS:
-        return key
-    match = _STAGE_VARIANT.fullmatch(key)
-    if match:
-        verb, first = match.group(1), int(match.group(2))
-        last = int(match.group(3) or first)
-        if FIRST_STAGE <= first <= last <= LAST_STAGE:
-            return f"{verb}@stage{first}" + (f"-{last}" if last != first else "")
-    raise ValueError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)} "
-                     "(case-insensitive; the paper's 'EfficientNet-B0-SEend@noskip' spellings work too), "
-                     "or one of your own, SE moved to the end or removed in a range of Table I's stages "
-                     f"{FIRST_STAGE}..{LAST_STAGE}: seend@stage8, nose@stage2-7, ...")
-
-
-def variant_rule(variant):
-    """(SE position, blocks it applies to) of a variant: blocks are 'noskip', 'hasskip', 'all'
-    or a (first, last) range of stages."""
-    variant = canonical_variant(variant)
-    if variant in VARIANTS:
-        return VARIANTS[variant]
-    match = _STAGE_VARIANT.fullmatch(variant)
-    first = int(match.group(2))
-    return _POSITIONS[match.group(1)], (first, int(match.group(3) or first))
-
-
-def canonical_model(name):
-    key = str(name).strip().lower().replace("efficientnet-", "")
-    if key not in SCALING:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(SCALING)}")
-    return key
 
 
 def round_filters(filters, width):
@@ -219,44 +161,42 @@ class MBConv(Module):
 class EfficientNet(Module):
     """Stem, MBConv blocks, head. `forward(x, key)` maps NHWC images to logits.
 
-    In training mode a random `key` drives dropout and drop-connect; eval needs none.
+    `spec`: the network (a ModelSpec, or a variant name with `model`, `num_classes` and the
+    spec's other fields as keywords). The rest are training options, which a checkpoint
+    does not need to rebuild the network. In training mode a random `key` drives dropout
+    and drop-connect; eval needs none.
     """
     CLASSIFIER = "fc"  # what depends on the class count, and what a frozen backbone still trains
 
-    def __init__(self, variant="base", model="b0", num_classes=1000, bn_momentum=0.99, bn_eps=DEFAULT_BN_EPS,
-                 dropout=None, drop_connect=DROP_CONNECT_RATE, width=None, depth=None, padding=DEFAULT_PADDING,
-                 backend=None, dtype=None):
+    def __init__(self, spec="base", model=None, num_classes=None, bn_momentum=0.99, dropout=None,
+                 drop_connect=DROP_CONNECT_RATE, backend=None, dtype=None, **spec_fields):
         super().__init__()
         backend = get_backend(backend)
-        self.variant, self.model_name = canonical_variant(variant), canonical_model(model)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-        if padding not in PADDINGS:
-            raise ValueError(f"unknown padding {padding!r}: choose one of {', '.join(PADDINGS)}")
-        if not (isinstance(bn_eps, (int, float)) and 0.0 < bn_eps < 1.0):
-            raise ValueError(f"bn_eps must be a number in (0, 1), got {bn_eps!r}")
-        self.num_classes = int(num_classes)
-        self.padding, self.bn_eps = padding, float(bn_eps)
-        self.width, self.depth = width, depth
-        model_width, _, self.default_image_size, default_dropout = SCALING[self.model_name]
-        width = model_width if width is None else width
+        self.spec = spec = as_spec(spec, model, num_classes, **spec_fields)
+        width, depth = spec.multipliers
         kw = dict(backend=backend, dtype=dtype)
-        bn = dict(momentum=bn_momentum, eps=bn_eps, **kw)
-        self.specs = block_specs(self.variant, self.model_name, width, depth, drop_connect)
+        bn = dict(momentum=bn_momentum, eps=spec.bn_eps, **kw)
+        self.block_specs = block_specs(spec.variant, spec.model, width, depth, drop_connect)
         stem, head = round_filters(STEM_CHANNELS, width), round_filters(HEAD_CHANNELS, width)
-        self.stem_conv = Conv2d(3, stem, 3, stride=2, padding=padding, **kw)
+        self.stem_conv = Conv2d(3, stem, 3, stride=2, padding=spec.padding, **kw)
         self.stem_bn = BatchNorm2d(stem, **bn)
-        self.blocks = ModuleList(MBConv(s, bn_momentum, bn_eps, padding, **kw) for s in self.specs)
-        self.head_conv = Conv2d(self.specs[-1].out_channels, head, 1, **kw)
+        self.blocks = ModuleList(MBConv(s, bn_momentum, spec.bn_eps, spec.padding, **kw) for s in self.block_specs)
+        self.head_conv = Conv2d(self.block_specs[-1].out_channels, head, 1, **kw)
         self.head_bn = BatchNorm2d(head, **bn)
-        self.dropout = Dropout(default_dropout if dropout is None else dropout)
-        self.fc = Linear(head, self.num_classes, **kw)
+        self.dropout = Dropout(spec.default_dropout if dropout is None else dropout)
+        self.fc = Linear(head, spec.num_classes, **kw)
 
-    def model_options(self):
-        """What rebuilds this network's shapes and arithmetic: recorded in every checkpoint
-        (tinyeffnet.training.state.load_model passes it back to build_model)."""
-        return dict(variant=self.variant, model=self.model_name, num_classes=self.num_classes, width=self.width,
-                    depth=self.depth, padding=self.padding, bn_eps=self.bn_eps)
+    @property
+    def variant(self):
+        return self.spec.variant
+
+    @property
+    def model_name(self):
+        return self.spec.model
+
+    @property
+    def num_classes(self):
+        return self.spec.num_classes
 
     def set_bn_momentum(self, momentum):
         for _, m in self.named_modules():
@@ -291,12 +231,33 @@ class EfficientNet(Module):
         return self.head(x, keys[-1])
 
 
-def build_model(variant="base", model="b0", num_classes=1000, init="xavier", seed=0, backend="python",
-                dtype=None, **options):
-    """The one way to make a network: variant name, model size, classes, init scheme, seed.
+# ModelSpec fields build_model and EfficientNet take as keywords beside a variant name
+SPEC_FIELDS = tuple(f for f in ModelSpec.__dataclass_fields__ if f not in ("variant", "model", "num_classes"))
+
+
+def as_spec(spec, model=None, num_classes=None, **fields):
+    """`spec` if it is a ModelSpec (then nothing else may be given), else the ModelSpec of the
+    variant name `spec` with `model`, `num_classes` and `fields` (width, depth, padding, ...)."""
+    if isinstance(spec, ModelSpec):
+        given = [k for k, v in dict(model=model, num_classes=num_classes, **fields).items() if v is not None]
+        if given:
+            raise TypeError(f"a ModelSpec says the whole network: give {', '.join(given)} in the spec")
+        return spec
+    return ModelSpec(spec, model or "b0", 1000 if num_classes is None else num_classes, **fields)
+
+
+def build_model(spec="base", model=None, num_classes=None, init="xavier", seed=0, backend="python", dtype=None,
+                **options):
+    """The one way to make a network: what network (a ModelSpec, as a checkpoint records it, or
+    a variant name with `model`, `num_classes`, and `width`/`depth`/`padding`/`bn_eps` among
+    `options`), the init scheme and seed; the other `options` are training options
+    (bn_momentum, dropout, drop_connect).
 
     The layers are built on the shape-only meta backend, then every value is made on
     `backend` at once (see tinyeffnet.nn.init.initialize)."""
+    spec_fields = {k: options.pop(k) for k in SPEC_FIELDS if k in options}
+    spec = as_spec(spec, model, num_classes, **spec_fields)
     target = get_backend(backend)
-    net = EfficientNet(variant, model, num_classes, backend="meta", dtype=dtype or target.default_float, **options)
+    net = EfficientNet(spec, backend="meta", dtype=dtype or target.default_float, **options)
     return initialize(net, init, seed, backend=target)
+

@@ -34,7 +34,7 @@ def stage_rows(net, image_size):
     net.eval()
     x = run(1, "Conv3x3", [net.stem_conv, net.stem_bn], x, net.stem)
     blocks = list(net.blocks)
-    for stage in sorted({s.stage for s in net.specs}):
+    for stage in sorted({s.stage for s in net.block_specs}):
         members = [b for b in blocks if b.spec.stage == stage]
         spec = members[0].spec
 
@@ -53,14 +53,14 @@ def stage_rows(net, image_size):
 
 def summarize(variant="base", model="b0", image_size=None, num_classes=1000):
     net = EfficientNet(variant, model, num_classes, backend="meta")
-    size = image_size or net.default_image_size
+    size = image_size or net.spec.resolution
     rows = stage_rows(net, size)
     se = {"dw": "after depthwise (Fig. 1b)", "end": "at block end (Fig. 1c)", None: "none (Fig. 1a)"}
     return dict(variant=net.variant, model=net.model_name, image_size=size, num_classes=num_classes,
                 params=net.num_parameters(), buffers=net.num_buffer_values(),
                 macs=sum(r["macs"] for r in rows), stages=rows,
                 blocks=[dict(index=i, stage=s.stage, skip=s.has_skip, se=se[s.se_position],
-                             drop_connect=round(s.drop_rate, 4)) for i, s in enumerate(net.specs)])
+                             drop_connect=round(s.drop_rate, 4)) for i, s in enumerate(net.block_specs)])
 
 
 def format_table(summary):

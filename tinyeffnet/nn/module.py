@@ -114,6 +114,12 @@ class Module:
         out.update(self.named_buffers())
         return out
 
+    def arrays(self):
+        """{"params": {name: array}, "buffers": {name: array}}: the module's values as a step
+        function takes them (and as a training state holds them)."""
+        return dict(params={n: p.data for n, p in self.named_parameters()},
+                    buffers={n: b.data for n, b in self.named_buffers()})
+
     def load_state_dict(self, state, strict=True):
         """Copy arrays (or Tensors) from `state` into this module, checking names and shapes."""
         own = self.state_dict()

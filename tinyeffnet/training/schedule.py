@@ -22,3 +22,10 @@ def learning_rate(epoch, peak, warmup_epochs, horizon_epochs):
         return peak * epoch / warmup_epochs
     t = min(epoch, horizon_epochs)
     return 0.5 * peak * (1.0 + math.cos(math.pi * t / horizon_epochs))
+
+
+def itstime(step, every, total=None):
+    """True when periodic work is due once `step` steps are done: every `every` steps (0 or
+    None: never) and, given `total`, after the last step. The one rule for logging,
+    checkpoints and evaluations."""
+    return bool(every) and step % every == 0 or step == total

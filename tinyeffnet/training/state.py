@@ -10,6 +10,9 @@ The optimizer state is any tree of dicts, tuples and named tuples (ours or optax
 path joins the dict keys, tuple positions and field names with "/". The trainer, evaluate,
 predict and the ablation all read checkpoints through these functions.
 """
+from backends import get_backend
+
+from ..model import ModelSpec, build_model
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 
 GROUPS = ("params", "buffers")
@@ -90,7 +93,8 @@ def state_from_tensors(template, tensors, path="the checkpoint"):
 
 
 def model_weights(tensors, ema=False):
-    """{parameter or buffer name: array}, as Module.load_state_dict takes it."""
+    """{parameter or buffer name: value} of a network in a checkpoint's {name: value} (arrays or
+    records alike), as Module.load_state_dict takes it: its EMA weights with `ema`."""
     prefix = "ema/" if ema else ""
     out = {}
     for group in GROUPS:
@@ -99,35 +103,45 @@ def model_weights(tensors, ema=False):
     return out
 
 
-def model_options(meta):
-    """build_model's keyword options recorded in a checkpoint's metadata; a checkpoint written
-    before padding and BN eps were recorded computes with the defaults (SAME, 1e-3)."""
-    from ..model import DEFAULT_BN_EPS, DEFAULT_PADDING
-    return dict(width=meta.get("width"), depth=meta.get("depth"), padding=meta.get("padding") or DEFAULT_PADDING,
-                bn_eps=meta.get("bn_eps") or DEFAULT_BN_EPS)
+def model_tensors(weights, buffer_names):
+    """{checkpoint name: value} of a network's {name: value}, in its order; `buffer_names` says
+    which are buffers (BN moving statistics), the rest are parameters. model_weights reads
+    them back."""
+    return {f"{'buffers' if n in buffer_names else 'params'}/{n}": v for n, v in weights.items()}
+
+
+def holds_model(names):
+    """True when a checkpoint with these tensor names holds a network's weights."""
+    return any(name.startswith("params/") for name in names)
+
+
+def holds_ema(names):
+    """True when a checkpoint with these tensor names holds EMA weights."""
+    return any(name.startswith("ema/") for name in names)
 
 
 def load_model(path, backend="python", use_ema=None):
     """(model in eval mode, checkpoint metadata) from a checkpoint file or work directory.
 
-    `use_ema`: True the EMA weights, False the raw ones, None the checkpoint's own choice: the
-    EMA weights where it holds them (a run with --ema-decay evaluates and reports those, as
-    the original EfficientNet training did), else the raw ones. meta["ema"] says which."""
-    from ..model import build_model
-    from backends import get_backend
+    The network is the one the checkpoint's ModelSpec records (`net.spec`, with the
+    resolution, normalization and class names it was fed with). `use_ema`: True the EMA
+    weights, False the raw ones, None the checkpoint's own choice: the EMA weights where it
+    holds them (a run with --ema-decay evaluates and reports those, as the original
+    EfficientNet training did), else the raw ones. meta["ema"] says which."""
     path = resolve_checkpoint(path)
     b = get_backend(backend)
     tensors, meta = load_checkpoint(path, b)
-    for key in ("variant", "model", "num_classes"):
-        if key not in meta:
-            raise CheckpointError(f"{path} has no {key!r} in its metadata: not a tinyeffnet training checkpoint")
-    has_ema = any(k.startswith("ema/") for k in tensors)
+    try:
+        spec = ModelSpec.from_meta(meta, path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    has_ema = holds_ema(tensors)
     if use_ema and not has_ema:
         raise CheckpointError(f"{path} holds no EMA weights (the run had --ema-decay 0): drop --ema")
     use_ema = has_ema if use_ema is None else use_ema
-    net = build_model(meta["variant"], meta["model"], meta["num_classes"], backend=b, **model_options(meta))
+    net = build_model(spec, backend=b)
     try:
         net.load_state_dict(model_weights(tensors, use_ema))
     except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path} does not fit variant {meta['variant']} {meta['model']}: {e}") from None
+        raise CheckpointError(f"{path} does not fit variant {spec.variant} {spec.model}: {e}") from None
     return net.eval(), dict(meta, path=path, ema=use_ema)

@@ -62,7 +62,7 @@ def forward_loss(net, params, buffers, images, labels, key=None, options=StepOpt
     with net.bind(params, buffers) as leaves:
         logits = _logits(net, images, options, key)
         loss = F.cross_entropy(logits, labels, options.label_smoothing)
-        new_buffers = {n: b.data for n, b in net.named_buffers()}
+        new_buffers = net.arrays()["buffers"]
     return loss, logits, leaves, new_buffers
 
 
@@ -76,8 +76,8 @@ def gradients(net, params, buffers, images, labels, key=None, options=StepOption
 def init_state(net, optimizer, ema=False, freeze_backbone=False):
     """A fresh training state from the model's arrays; the optimizer state covers the
     parameters that train (trainable_names)."""
-    params = {n: p.data for n, p in net.named_parameters()}
-    buffers = {n: b.data for n, b in net.named_buffers()}
+    arrays = net.arrays()
+    params, buffers = arrays["params"], arrays["buffers"]
     trained = {n: params[n] for n in trainable_names(net, freeze_backbone)}
     state = dict(params=params, buffers=buffers, opt_state=optimizer.init(trained))
     if ema:
@@ -165,7 +165,7 @@ def make_bn_statistics_step(net, options=StepOptions()):
         net.measure_statistics()
         with net.bind(params, buffers):
             _logits(net, images, options)
-            batch = {n: b.data for n, b in net.named_buffers()}
+            batch = net.arrays()["buffers"]
         return {n: backend.add(totals[n], backend.mul(backend.full(backend.shape(v), weight, backend.dtype(v)), v))
                 for n, v in batch.items()}
 

@@ -26,14 +26,13 @@ from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 from data_tools.imagenet import imagenet_class_names
 from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
 
-from ..model import DEFAULT_BN_EPS, DEFAULT_PADDING, SCALING, block_specs, build_model, canonical_model, \
-    canonical_variant
+from ..model import SCALING, ModelSpec, block_specs, build_model, canonical_model, canonical_variant
 from ..training.checkpoint import META_KEY, read_records
-from ..training.state import GROUPS
+from ..training.state import holds_ema, model_tensors, model_weights
 from .families import FAMILIES, blocks_per_stage, family_for_options, family_of_architecture
 from .files import Record, WeightsError, read_state_dict
 from .layout import LAYOUTS
-from .transfer import match
+from ..nn.transfer import match
 
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "inception": (INCEPTION_MEAN, INCEPTION_STD)}
 HUB_CONFIG = "config.json"  # the Hugging Face hub keeps a timm model's config beside model.safetensors
@@ -44,7 +43,7 @@ MODELS = tuple(SCALING)
 class Imported(NamedTuple):
     records: dict        # checkpoint name -> (dtype, shape, raw bytes)
     meta: dict
-    transfer: object     # tinyeffnet.weights.transfer.Transfer for --variant other than base, else None
+    transfer: object     # tinyeffnet.nn.transfer.Transfer for --variant other than base, else None
 
 
 class Exported(NamedTuple):
@@ -78,16 +77,14 @@ def import_weights(src, family="timm", model=None, width=None, depth=None, varia
     if variant != "base":
         converted, transfer = _as_variant(converted, variant, model, num_classes, width, depth, family, init, seed)
     # BN moving statistics are the buffers, under the same names in every variant.
-    records = {f"{'buffers' if n in buffers else 'params'}/{n}": (_OURS[r.dtype], r.shape, r.raw)
-               for n, r in converted.items()}
+    records = model_tensors({n: (_OURS[r.dtype], r.shape, r.raw) for n, r in converted.items()}, buffers)
     mean, std = _normalization(src, normalization, config)
     size = int(image_size or _config_size(config) or SCALING[model][2])
-    meta = dict(variant=variant, model=model, num_classes=num_classes, width=width, depth=depth,
-                padding=family.padding, bn_eps=family.bn_eps(model),
-                class_names=imagenet_class_names() if num_classes == IMAGENET_CLASSES else None,
-                # what evaluate and predict feed it: photos (data "imagenet"), this view, this mean/std
-                image_size=size, data="imagenet", eval_view=describe_eval_view(size),
-                normalization=dict(mean=list(mean), std=list(std)),
+    # what evaluate and predict feed it: photos (data "imagenet"), this view, this mean/std
+    spec = ModelSpec(variant, model, num_classes, width, depth, family.padding, family.bn_eps(model),
+                     image_size=size, data="imagenet", normalization=(mean, std), eval_view=describe_eval_view(size),
+                     class_names=imagenet_class_names() if num_classes == IMAGENET_CLASSES else None)
+    meta = dict(spec.to_meta(),
                 source=dict(family=family.name, library=family.library, architecture=family.architecture(model),
                             file=os.path.basename(src), sha256=_sha256(src)),
                 unmodelled={n: [theirs[n].dtype, list(theirs[n].shape), theirs[n].raw.hex()]
@@ -255,32 +252,30 @@ def _sha256(path):
 def export_weights(checkpoint, library="timm", use_ema=False):
     """A tinyeffnet checkpoint (base variant) as a state dict with `library`'s names and layouts."""
     records, meta = read_records(checkpoint)
-    for key in ("variant", "model", "num_classes"):
-        if key not in meta:
-            raise WeightsError(f"{checkpoint} has no {key!r} in its metadata: not a tinyeffnet model checkpoint")
-    variant, model = canonical_variant(meta["variant"]), canonical_model(meta["model"])
-    if variant != "base":
-        raise WeightsError(f"{checkpoint} is the variant {variant}; {library} has EfficientNet's base network only "
-                           "(SE after the depthwise conv in every block): export a base checkpoint")
-    width, depth, num_classes = meta.get("width"), meta.get("depth"), int(meta["num_classes"])
-    padding, bn_eps = meta.get("padding", DEFAULT_PADDING), meta.get("bn_eps", DEFAULT_BN_EPS)
+    try:
+        spec = ModelSpec.from_meta(meta, checkpoint)
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
+    if spec.variant != "base":
+        raise WeightsError(f"{checkpoint} is the variant {spec.variant}; {library} has EfficientNet's base network "
+                           "only (SE after the depthwise conv in every block): export a base checkpoint")
+    model, width, depth, padding, bn_eps = spec.model, spec.width, spec.depth, spec.padding, spec.bn_eps
     family = _export_family(checkpoint, library, meta, model, padding, bn_eps)
     names = family.names(block_specs("base", model, width, depth))
-    prefix = "ema/" if use_ema else ""
-    if use_ema and not any(n.startswith("ema/") for n in records):
+    if use_ema and not holds_ema(records):
         raise WeightsError(f"{checkpoint} holds no EMA weights (the run had --ema-decay 0): drop --ema")
-    head = records.get(f"{prefix}params/head_conv.weight")
+    weights = model_weights(records, ema=use_ema)
+    head = weights.get("head_conv.weight")
     if family.library == "torchvision" and head is not None and head[1][3] != 4 * head[1][2]:
         # torchvision widens the head to 4x the last stage; timm rounds 1280 x width on its own
         raise WeightsError(f"{checkpoint}: its head conv has {head[1][3]} channels, torchvision's network of this "
                            f"width has {4 * head[1][2]}: export with --to timm")
     out = {}
     for ours, their, kind in names.pairs:
-        found = [f"{prefix}{g}/{ours}" for g in GROUPS if f"{prefix}{g}/{ours}" in records]
-        if not found:
-            raise WeightsError(f"{checkpoint} lacks {prefix}params/{ours}: not a checkpoint of "
-                               f"{_describe_network(family, model, width, depth)}")
-        dtype, shape, raw = records[found[0]]
+        if ours not in weights:
+            raise WeightsError(f"{checkpoint} lacks {'EMA weight' if use_ema else 'weight'} {ours}: not a checkpoint "
+                               f"of {_describe_network(family, model, width, depth)}")
+        dtype, shape, raw = weights[ours]
         out[their] = LAYOUTS[kind][1](Record("F32", tuple(shape), _as_float32(dtype, raw)))
     same_source = (meta.get("source") or {}).get("family") == family.name
     kept = meta.get("unmodelled") if same_source else None
@@ -293,7 +288,7 @@ def export_weights(checkpoint, library="timm", use_ema=False):
             out[name] = Record("I64", (), bytes(8))
     metadata = meta.get("source_metadata") if same_source else {"format": "pt"}
     return Exported(out, metadata, family.architecture(model),
-                    _how_to_load(family, model, width, depth, num_classes, padding, bn_eps))
+                    _how_to_load(family, model, width, depth, spec.num_classes, padding, bn_eps))
 
 
 def _as_float32(dtype, raw):
