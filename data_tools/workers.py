@@ -79,12 +79,13 @@ def _map(path, size):
 
 
 # --------------------------------------------------------------------- in the main process
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether process `pid` exists (tinyeffnet's temp-file cleanup asks too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # someone else's live process
         return True
     return True
 
@@ -93,7 +94,7 @@ def remove_stale_blocks():
     """Delete the blocks of processes that died before unlinking them."""
     for name in os.listdir(_SHM_DIR):
         m = _BLOCK_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             try:
                 os.unlink(os.path.join(_SHM_DIR, name))
             except OSError:

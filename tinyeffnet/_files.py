@@ -121,21 +121,14 @@ def make_dirs(path):
         raise WriteError(path, e) from None
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_temps(directory):
     """Delete temporary files left by writers that died (a live writer's are in use)."""
+    # Imported here: data_tools (and Pillow with it) loads only where a cleanup runs, not
+    # with every module that writes a file.
+    from data_tools.workers import pid_alive
     for name in os.listdir(directory):
         m = _TMP_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             try:
                 os.unlink(os.path.join(directory, name))
             except FileNotFoundError:
