@@ -11,12 +11,25 @@ rule, so a new backend is either right or fails loudly at the first wrong result
 
 Conventions: images are NHWC, conv weights HWIO = (kh, kw, in_channels / groups, out);
 reductions keep rank (the reduced axes become size 1); dtypes are named by strings.
+
+Beside the array primitives, a backend says which dtypes it holds (`dtypes`) and computes a
+network in (`compute_dtypes`), moves arrays to and from host bytes (`to_record`,
+`from_record`: what a checkpoint stores) and compiles a function where it can (`compile`).
 """
 import math
+from array import array
 
 FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 INT_DTYPES = ("int32",)
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+# The dtypes of a record (to_record / from_record), by their array.array codes; the bytes are
+# in the host's order (tinyeffnet._safetensors, which files them, runs on little-endian hosts
+# only). 16-bit floats are stored as float32 (array.array has no 16-bit floats; float32 holds
+# every bfloat16 and float16 value exactly).
+RECORD_CODES = {"float32": "f", "float64": "d", "int32": "i"}
+_STORE_AS_FLOAT32 = ("bfloat16", "float16")
+
+assert array("i").itemsize == 4, "int32 records assume a 4-byte C int"
 
 
 class ContractError(ValueError):
@@ -37,8 +50,15 @@ class Backend:
     """Base class of every backend; see the module docstring for the contract."""
 
     name = "abstract"
-    dtypes = FLOAT_DTYPES + INT_DTYPES
+    dtypes = FLOAT_DTYPES + INT_DTYPES   # every dtype an array of this backend can have
+    compute_dtypes = FLOAT_DTYPES        # the float dtypes a network computes in here
     default_float = "float64"
+
+    @classmethod
+    def resolve_options(cls, **options):
+        """The constructor's options with every default filled in: `get_backend` keeps one
+        instance per resolved set, so two spellings of the same choice share an instance."""
+        return options
 
     # ----------------------------------------------------------------- inspection
     def shape(self, x):
@@ -110,6 +130,55 @@ class Backend:
     def to_flat(self, x):
         """The array's values as a flat row-major list of Python numbers (host copy)."""
         return self._to_flat(x)
+
+    # ----------------------------------------------------------------- host bytes
+    def to_record(self, x):
+        """(dtype, shape, raw bytes) of an array: its values row-major, each in native byte
+        order (`RECORD_CODES`); bfloat16 and float16 are stored as float32."""
+        dtype, shape = self.dtype(x), tuple(int(d) for d in self.shape(x))
+        if dtype in _STORE_AS_FLOAT32:
+            x, dtype = self.astype(x, "float32"), "float32"
+        if dtype not in RECORD_CODES:
+            self._fail("to_record", f"cannot store a {dtype} array of shape {shape} "
+                                    f"(supported: {', '.join(RECORD_CODES)}; cast it with astype first)")
+        raw = self._to_record(x, dtype)
+        if len(raw) != math.prod(shape) * array(RECORD_CODES[dtype]).itemsize:
+            raise ContractError(f"{self.name} backend broke the contract in to_record: {len(raw)} bytes "
+                                f"for a {dtype} array of shape {shape}")
+        return dtype, shape, raw
+
+    def record_dtype(self, dtype):
+        """The dtype a stored `dtype` array has once loaded here: its own where this backend
+        holds it, else this backend's float (int32 has no stand-in)."""
+        if dtype in self.dtypes:
+            return dtype
+        if dtype == "int32":
+            self._fail("from_record", f"the {self.name} backend has no int32 arrays")
+        return self.default_float
+
+    def from_record(self, dtype, shape, raw):
+        """The array of a (dtype, shape, raw bytes) record, in `record_dtype(dtype)`."""
+        shape = tuple(int(d) for d in shape)
+        if dtype not in RECORD_CODES:
+            self._fail("from_record", f"unsupported tensor dtype {dtype!r} (supported: {', '.join(RECORD_CODES)})")
+        if len(raw) != math.prod(shape) * array(RECORD_CODES[dtype]).itemsize:
+            self._fail("from_record", f"{len(raw)} bytes cannot hold a {dtype} tensor of shape {shape}")
+        target = self.record_dtype(dtype)
+        return self._run("from_record", (shape, target), self._from_record, dtype, shape, raw, target)
+
+    def _to_record(self, x, dtype):
+        return array(RECORD_CODES[dtype], self.to_flat(x)).tobytes()
+
+    def _from_record(self, dtype, shape, raw, target):
+        values = array(RECORD_CODES[dtype])
+        values.frombytes(raw)
+        return self._from_flat(values.tolist(), shape, target)
+
+    # ----------------------------------------------------------------- compiling
+    def compile(self, fn):
+        """`fn` (arrays and pytrees of them in and out) as this backend runs it best: one
+        compiled program where the backend compiles (JAX: jax.jit), `fn` itself elsewhere."""
+        return fn
 
     def full(self, shape, value, dtype=None):
         dtype = dtype or self.default_float

@@ -1,15 +1,17 @@
 """Huge pages for the XLA CPU client's per-step scratch memory.
 
 XLA's CPU client gives each run of a compiled program one block of temporary memory
-(560 MB for B0's 32x32 batch-128 training step) and frees it when the step ends. glibc
+(hundreds of MB for B0's training step at batch 128) and frees it when the step ends. glibc
 serves blocks that large with a fresh mmap and returns them with munmap, so every step
-touches hundreds of MB of new 4 KiB pages and the kernel faults and zeroes each one:
-measured on 2 cores, 170,000 page faults per step and a third of the step's CPU time in
-the kernel.
+touches that many bytes of new 4 KiB pages and the kernel faults and zeroes each one.
 
 glibc (2.35 and later) can ask for transparent huge pages on the memory it maps
-(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): 2 MiB pages, 512 times fewer faults (a 196 MB
-block: 682 faults per run instead of 50,244), and fewer TLB misses while the step runs.
+(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): 2 MiB pages, up to 512 times fewer faults, and
+fewer TLB misses while the step runs. What it saves on a given machine is measured by
+`python -m tinyeffnet.bench --backend jax --variant base --batch-size 128`, run with
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=0` and without: it reports the step's scratch memory
+(`custom_temp_bytes`), its page faults per step and the kernel's share of the CPU time
+(tinyeffnet/benchmarks/jax_step.py).
 The setting is read once, when the process starts, so the commands that run training or
 evaluation steps (`train`, `evaluate`, `ablation`, `bench`) call `run_with_huge_pages()`
 first: where it helps and is not set yet, it starts the same command again with it set

@@ -1,11 +1,12 @@
 """The JAX backend: every primitive is one or two jax.numpy / jax.lax calls.
 
-Everything except `to_flat` traces under `jax.jit`: shapes and dtypes come from the
-arguments' static metadata, never from values, so the Tensor tape built at trace time
-becomes one XLA program.
+Everything except `to_flat` and `to_record` traces under `jax.jit`: shapes and dtypes come
+from the arguments' static metadata, never from values, so the Tensor tape built at trace
+time becomes one XLA program.
 
 The two backward convolutions are written out as `lax.conv_general_dilated` calls (project
-rule: our autograd computes gradients; jax's autodiff appears only in tests). They are the
+rule: our autograd computes gradients; jax's autodiff appears only in tests and in the
+benchmark's reference step, tinyeffnet/benchmarks/jax_step.py). They are the
 same HLO that jax's own conv transpose rules emit (flipped kernel + lhs_dilation for dx,
 batch/feature-swapped dimension numbers + batch_group_count for dw), so XLA's pattern
 matchers (cuDNN backward-data / backward-filter, TPU conv emitters) see the shapes they
@@ -15,15 +16,19 @@ numbers instead.
 On the CPU, XLA's convolutions are slow next to its matrix products, so two convolutions
 are written another way there (GPUs and TPUs keep the convolution ops, which their
 libraries do well; the tests check each formulation against the plain one):
-- depthwise (one filter per channel), and both its gradients: a sum over the k*k kernel
-  taps of strided slices times one weight per channel, which XLA fuses into a few passes
-  over memory (10-30x faster on B0's shapes; `depthwise_taps` overrides the choice);
-- dense (groups 1), and both its gradients: matrix products. A 1x1 stride-1 conv is a
-  (N*H*W, C_in) x (C_in, C_out) product as it stands; a k x k conv (the stem) multiplies
-  the k*k strided windows side by side ("im2col"). On B0's shapes this is 2-10x faster
-  than XLA's CPU convolution, forward and backward (`dense_matmul` overrides the choice).
-The commands also run with huge pages for the host's large blocks (`backends/host_memory.py`:
-a third of the CPU step's time went to faulting in its scratch memory, 4 KiB at a time).
+- depthwise (one filter per channel), and both its gradients, `depthwise="taps"`: a sum
+  over the k*k kernel taps of strided slices times one weight per channel, which XLA fuses
+  into a few passes over memory;
+- dense (groups 1), and both its gradients, `dense="matmul"`: matrix products. A 1x1
+  stride-1 conv is a (N*H*W, C_in) x (C_in, C_out) product as it stands; a k x k conv (the
+  stem) multiplies the k*k strided windows side by side ("im2col").
+The choice is made when an instance is made, from its platform unless named:
+`get_backend("jax")` is this machine's, `get_backend("jax", depthwise="conv", dense="conv")`
+an instance of its own with the conv ops; an instance never changes its choice. What each
+formulation saves depends on the machine: `python -m tinyeffnet.bench --backend jax
+--variant base` times the step with this machine's choice, and with `--depthwise conv
+--dense conv` without it (tinyeffnet/benchmarks/jax_step.py). The commands also run with
+huge pages for the host's large blocks of scratch memory (`backends/host_memory.py`).
 
 No numpy in this module (the project is NumPy-free): host data comes in through
 `array.array` bytes and `jnp.frombuffer`.
@@ -34,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .contract import Backend, ContractError
+from .contract import RECORD_CODES, Backend, ContractError
 
 _DTYPES = {
     "float32": jnp.float32,
@@ -53,31 +58,52 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
 
+# Each conv kind's formulations, the CPU's first (see the module docstring).
+FORMULATIONS = {"depthwise": ("taps", "conv"), "dense": ("matmul", "conv")}
+
 
 class JaxBackend(Backend):
     name = "jax"
     dtypes = ("float32", "bfloat16", "float16", "float64", "int32")
     default_float = "float32"
 
-    def __init__(self, precision=None, depthwise_taps=None, dense_matmul=None, platform=None):
-        """`precision`: passed to every matmul and conv (None: jax's default, which on
-        GPU/TPU may use TF32 / bf16 passes for float32; "highest" for full float32).
-        `platform`: the platform the programs are for ("cpu", "gpu", "tpu"; default: the one
-        jax runs on here); it picks the conv formulations below. A TPU program compiled
-        ahead of time on a CPU machine wants platform="tpu".
-        `depthwise_taps`: compute depthwise convs as sums over kernel taps (default: on CPU).
-        `dense_matmul`: compute dense convs as matrix products (default: on CPU)."""
-        self.precision = precision
-        self.platform = platform or jax.default_backend()
-        on_cpu = self.platform == "cpu"
-        self.depthwise_taps = on_cpu if depthwise_taps is None else depthwise_taps
-        self.dense_matmul = on_cpu if dense_matmul is None else dense_matmul
+    # float16 would need loss scaling, which the training step does not do, and float64 needs
+    # jax_enable_x64 (which only the tests turn on): a network is trained in these.
+    compute_dtypes = ("float32", "bfloat16")
+
+    @classmethod
+    def resolve_options(cls, platform=None, depthwise=None, dense=None, precision=None):
+        """`platform`: the platform the programs are for ("cpu", "gpu", "tpu"; default: the
+        one jax runs on here); it picks the conv formulations, which a TPU program compiled
+        ahead of time on a CPU machine wants: platform="tpu".
+        `depthwise`: "taps" or "conv" (default: taps on the CPU); `dense`: "matmul" or
+        "conv" (default: matmul on the CPU); see the module docstring.
+        `precision`: passed to every matmul and conv (None: jax's default, which on GPU/TPU
+        may use TF32 / bf16 passes for float32; "highest" for full float32)."""
+        platform = platform or jax.default_backend()
+        chosen = dict(depthwise=depthwise, dense=dense)
+        for kind, forms in FORMULATIONS.items():
+            if chosen[kind] is None:
+                chosen[kind] = forms[0] if platform == "cpu" else forms[1]
+            elif chosen[kind] not in forms:
+                raise ValueError(f"{kind}={chosen[kind]!r} is not a formulation of the jax backend: "
+                                 f"choose one of {', '.join(forms)}")
+        return dict(platform=platform, precision=precision, **chosen)
+
+    def __init__(self, platform=None, depthwise=None, dense=None, precision=None):
+        """See resolve_options; the choices are fixed for the instance's life (read-only)."""
+        self._options = self.resolve_options(platform, depthwise, dense, precision)
+
+    platform = property(lambda self: self._options["platform"])
+    depthwise = property(lambda self: self._options["depthwise"])
+    dense = property(lambda self: self._options["dense"])
+    precision = property(lambda self: self._options["precision"])
 
     def _by_taps(self, w_shape, groups):
-        return self.depthwise_taps and groups > 1 and w_shape[2] == 1 and w_shape[3] == groups
+        return self.depthwise == "taps" and groups > 1 and w_shape[2] == 1 and w_shape[3] == groups
 
     def _by_matmul(self, groups):
-        return self.dense_matmul and groups == 1
+        return self.dense == "matmul" and groups == 1
 
     def _dot(self, a, b, contract=((1,), (0,))):
         """a @ b (or another contraction), accumulating 16-bit inputs in float32."""
@@ -113,6 +139,31 @@ class JaxBackend(Backend):
         if self.dtype(x) in _LOW_PRECISION:
             x = x.astype(jnp.float32)  # tolist() of 16-bit floats gives numpy scalars
         return x.reshape(-1).tolist()
+
+    # ----------------------------------------------------------------- host bytes
+    def _to_record(self, x, dtype):
+        try:
+            return x.tobytes()  # copies device -> host; works for any committed jax.Array
+        except Exception as e:  # a tracer inside jit, a deleted (donated) buffer, ...
+            self._fail("to_record", f"cannot read a {dtype} array of shape {self.shape(x)} back from the "
+                                    f"device ({type(e).__name__}); save outside jit and before donating the buffer")
+
+    def record_dtype(self, dtype):
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            return "float32"
+        return super().record_dtype(dtype)
+
+    def _from_record(self, dtype, shape, raw, target):
+        if dtype != target:
+            # Narrow on the host: jnp.frombuffer would do it too, but with a warning per array.
+            values = array(RECORD_CODES[dtype])
+            values.frombytes(raw)
+            raw = array(RECORD_CODES[target], values).tobytes()
+        return jnp.frombuffer(raw, _DTYPES[target]).reshape(shape)
+
+    # ----------------------------------------------------------------- compiling
+    def compile(self, fn):
+        return jax.jit(fn)
 
     def _full(self, shape, value, dtype):
         return jnp.full(shape, value, self._jdt(dtype))

@@ -159,7 +159,8 @@ def _sigmoid(v):
 
 class PythonBackend(Backend):
     name = "python"
-    dtypes = ("float64", "int32")
+    dtypes = ("float64", "int32")  # a float32 record loads as float64 (from_record)
+    compute_dtypes = ("float64",)
     default_float = "float64"
 
     def shape(self, x):

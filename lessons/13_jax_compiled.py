@@ -107,11 +107,16 @@ if lesson.passed("13.1"):
     assert your_taps_diff < 1e-4
 
 # %% [markdown]
-# The backend's version, and its switch:
+# The backend's version, and where the choice is made: once, when a backend instance is
+# made, from the platform unless named. `get_backend("jax", depthwise="conv")` is an
+# instance of its own (one per set of choices); no instance ever changes its choice, so a
+# network built on one computes the same way for its whole life.
 
 # %%
-print("depthwise by taps on this machine:", jb.depthwise_taps, "(default: jax.default_backend() == 'cpu')")
+print("depthwise convolutions on this machine:", jb.depthwise, "(the default: taps where jax.default_backend() == 'cpu')")
 print(course.source(jax_backend._depthwise_taps))
+print("FORMULATIONS =", jax_backend.FORMULATIONS, "(the CPU's first)")
+print(course.source(jax_backend.JaxBackend.resolve_options))
 
 # %%
 def depthwise_grads(backend):
@@ -126,17 +131,17 @@ def depthwise_grads(backend):
 xd = randn(2, (2, 28, 28, 240))
 wd = randn(3, (5, 5, 1, 240), 0.1)
 timings, results, conv_ops = {}, {}, {}
-for taps in (True, False):
-    fn_ = depthwise_grads(jax_backend.JaxBackend(depthwise_taps=taps))
-    conv_ops[taps] = fn_.lower(xd, wd).as_text().count("stablehlo.convolution")
-    results[taps] = jax.block_until_ready(fn_(xd, wd))  # compile and run once
+for form in ("taps", "conv"):
+    fn_ = depthwise_grads(get_backend("jax", depthwise=form))
+    conv_ops[form] = fn_.lower(xd, wd).as_text().count("stablehlo.convolution")
+    results[form] = jax.block_until_ready(fn_(xd, wd))  # compile and run once
     start = time.perf_counter()
     for _ in range(2):
         jax.block_until_ready(fn_(xd, wd))
-    timings[taps] = (time.perf_counter() - start) / 2
-    print(f"taps={taps!s:<5}: {conv_ops[taps]} convolution ops in the program, "
-          f"{timings[taps] * 1e3:7.1f} ms per forward + backward (5x5 depthwise, 2 x 28 x 28 x 240)")
-taps_diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(results[True], results[False]))
+    timings[form] = (time.perf_counter() - start) / 2
+    print(f"depthwise={form:<4}: {conv_ops[form]} convolution ops in the program, "
+          f"{timings[form] * 1e3:7.1f} ms per forward + backward (5x5 depthwise, 2 x 28 x 28 x 240)")
+taps_diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(results["taps"], results["conv"]))
 print(f"the two paths agree to {taps_diff:.1e} (relative, float32)")
 
 # %% [markdown]
@@ -192,16 +197,18 @@ print("two steps, ours: ", {n: py.to_flat(p_ours[n]) for n in names}, f"(largest
 #   no small program per weight shape.
 # - The depthwise-by-taps path unrolls k * k slices per depthwise conv, forward and
 #   backward, which about doubles XLA's compile time for this network; on 16x16 toy
-#   images it saves nothing. We switch it off while tracing this one step, and ask XLA
-#   for less optimisation (`compiler_options`): it compiles faster, and the step runs a
-#   little slower. The trainer keeps the defaults: there a step runs thousands of times
-#   and the compile happens once.
+#   images it saves nothing. So this one network is built on the JAX backend instance
+#   made with `depthwise="conv"`, and we ask XLA for less optimisation
+#   (`compiler_options`): it compiles faster, and the step runs a little slower. The
+#   trainer keeps the defaults: there a step runs thousands of times and the compile
+#   happens once.
 
 # %%
 start = time.perf_counter()
 options = dict(num_classes=10, width=0.25, depth=0.1, bn_momentum=0.9, dropout=0.0, drop_connect=0.0)
 net_py = build_model("base", seed=0, **options)
-net = build_model("base", seed=0, backend="jax", **options)  # the same initial weights, as float32
+# The same initial weights, as float32, on the instance with depthwise convs as conv ops (see above)
+net = build_model("base", seed=0, backend=get_backend("jax", depthwise="conv"), **options)
 setup_seconds = time.perf_counter() - start
 
 runtime = make_runtime("jax")  # what train.py uses: devices, compute dtype, mesh, batches to devices
@@ -216,9 +223,7 @@ train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, st
 key = runtime.step_key(0, 0)
 
 start = time.perf_counter()
-jb.depthwise_taps = False  # only for this trace (see above)
 lowered = train_step.lower(state, images, labels, key, 0.05)
-jb.depthwise_taps = jax.default_backend() == "cpu"
 trace_seconds = time.perf_counter() - start
 hlo = lowered.as_text()
 hlo_ops = collections.Counter(re.findall(r"stablehlo\.([a-z_]+)", hlo))
@@ -298,7 +303,7 @@ print(f"{run_seconds * 1e3:.1f} ms per step; old state donated (its buffers dele
 # ## Checks
 
 # %%
-assert conv_ops[True] == 0 and conv_ops[False] == 3, conv_ops
+assert conv_ops["taps"] == 0 and conv_ops["conv"] == 3, conv_ops
 assert taps_diff < 1e-5, "both depthwise paths compute the same gradients"
 assert optax_diff < 1e-6, "optax's chain makes the same update as tinyeffnet/training/optimizer.py"
 assert hlo_ops["convolution"] + hlo_ops["dot_general"] == 3 * (len(conv_layers) + 1) - 1, (hlo_ops, len(conv_layers))

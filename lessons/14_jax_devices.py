@@ -167,8 +167,8 @@ from tinyeffnet.training import distributed
 print(course.source(distributed.initialize))
 
 # %% [markdown]
-# 3. **Convolutions stay convolutions** (`depthwise_taps` is False off the CPU), and the
-#    compile happens once per run, so a bigger program costs nothing per step.
+# 3. **Convolutions stay convolutions** (`get_backend("jax").depthwise` is "conv" off the
+#    CPU), and the compile happens once per run, so a bigger program costs nothing per step.
 #
 # ## Checks
 

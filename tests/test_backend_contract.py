@@ -239,3 +239,56 @@ def test_every_primitive_is_implemented(backend):
         impl = getattr(type(backend), "_" + name, None)
         assert impl is not None and impl is not getattr(Backend, "_" + name, None), \
             f"{backend.name} backend does not implement {name}"
+
+
+# ----------------------------------------------------------------------------- host bytes
+# Values every float dtype holds exactly, so that a record round trip compares exactly.
+RECORD_VALUES = {"float": [0.5, -2.5, 0.375, 1024.0, 0.0, -0.0], "int32": [1, -2, 3, 2 ** 31 - 1, 0, -7]}
+
+
+def test_records_round_trip_every_dtype(backend):
+    from array import array
+    from backends.contract import RECORD_CODES
+    for dtype in backend.dtypes:
+        x = backend.from_flat(RECORD_VALUES["int32" if dtype == "int32" else "float"], (2, 3), dtype)
+        stored, shape, raw = backend.to_record(x)
+        assert stored == (dtype if dtype in RECORD_CODES else "float32") and shape == (2, 3), dtype
+        unpacked = array(RECORD_CODES[stored])
+        unpacked.frombytes(raw)
+        assert unpacked.tolist() == backend.to_flat(x), dtype
+        back = backend.from_record(stored, shape, raw)
+        assert backend.dtype(back) == backend.record_dtype(stored) and backend.to_flat(back) == backend.to_flat(x)
+    empty = backend.to_record(backend.from_flat([], (0, 3), backend.default_float))
+    assert empty[1:] == ((0, 3), b"") and backend.shape(backend.from_record(*empty)) == (0, 3)
+
+
+def test_records_load_as_a_dtype_the_backend_holds(backend):
+    from array import array
+    raw = array("f", [0.5, -1.25]).tobytes()
+    x = backend.from_record("float32", (2,), raw)
+    assert backend.dtype(x) == ("float32" if "float32" in backend.dtypes else backend.default_float)
+    assert backend.to_flat(x) == [0.5, -1.25]
+    with pytest.raises(ContractError, match=r"^from_record: 7 bytes cannot hold a float32 tensor of shape \(2,\)$"):
+        backend.from_record("float32", (2,), raw[:7])
+    with pytest.raises(ContractError, match=r"^from_record: unsupported tensor dtype 'uint8' \(supported: float32, "
+                                            r"float64, int32\)$"):
+        backend.from_record("uint8", (2,), b"ab")
+
+
+def test_a_record_with_no_stand_in_is_refused():
+    from array import array
+
+    class FloatsOnly(type(get_backend("python"))):
+        name = "floats-only"
+        dtypes = (F64,)
+
+    with pytest.raises(ContractError, match="^from_record: the floats-only backend has no int32 arrays$"):
+        FloatsOnly().from_record("int32", (1,), array("i", [1]).tobytes())
+
+
+def test_the_meta_backend_has_record_shapes_but_no_bytes():
+    meta = get_backend("meta")
+    x = meta.from_record("float32", (2, 3), bytes(24))
+    assert (meta.shape(x), meta.dtype(x)) == ((2, 3), "float32")
+    with pytest.raises(TypeError, match="holds shapes only"):
+        meta.to_record(x)

@@ -321,6 +321,23 @@ def test_float64_without_x64_fails_clearly(jb):
             jb.full((2,), 1.0, F64)
 
 
+def test_float64_records_load_as_float32_without_x64(jb):
+    from array import array
+    raw = array("d", [0.1, -2.5]).tobytes()
+    with jax.enable_x64(False):
+        x = jb.from_record("float64", (2,), raw)
+        assert jb.dtype(x) == F32 and jb.to_flat(x) == array("f", [0.1, -2.5]).tolist()
+    assert jb.dtype(jb.from_record("float64", (2,), raw)) == F64
+
+
+def test_a_record_of_a_donated_buffer_is_one_line(jb):
+    x = jb.from_flat([1.0, 2.0], (2,), F32)
+    x.delete()  # what donating it to a jitted step does
+    with pytest.raises(ContractError, match=r"^to_record: cannot read a float32 array of shape \(2,\) back from the "
+                                            r"device \(\w+\); save outside jit and before donating the buffer$"):
+        jb.to_record(x)
+
+
 def test_module_is_numpy_free():
     src = (pathlib.Path(__file__).parents[1] / "backends" / "jax_backend.py").read_text()
     assert "import numpy" not in src and "from numpy" not in src
@@ -333,9 +350,10 @@ def test_module_is_numpy_free():
 def test_cpu_formulations_and_conv_ops_agree(kind, cpu_form):
     """Both paths of each conv kind are exact in float64: depthwise by kernel taps or by conv
     ops, dense by matrix products (im2col) or by conv ops; forward and both gradients."""
-    from backends.jax_backend import JaxBackend
     from test_backend_contract import CONV_CASES, ref_conv, rand
-    b = JaxBackend(depthwise_taps=cpu_form, dense_matmul=cpu_form)
+    forms = ("taps", "matmul") if cpu_form else ("conv", "conv")
+    b = get_backend("jax", depthwise=forms[0], dense=forms[1])  # an instance per choice
+    assert (b.depthwise, b.dense) == forms
     cases = [c for c in CONV_CASES if (c[4] == c[0][3] == c[5]) == (kind == "depthwise") and (kind == "depthwise"
                                                                                              or c[4] == 1)]
     assert len(cases) >= 3, cases

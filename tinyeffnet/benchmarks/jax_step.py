@@ -11,8 +11,21 @@ the program, not on the machine, so a CPU can judge the accelerator-shaped progr
 GPU or TPU, instead of the CPU's kernel taps and matrix products; `topology="v5e:2x2"`
 compiles for that TPU slice (tinyeffnet.benchmarks.tpu), data parallel over its chips,
 with the TPU's formulation, and adds the evaluation step; nothing then runs.
+
+What the backend's CPU choices buy, remeasured on the machine at hand:
+- the conv formulations (backends/jax_backend.py): run the bench as it is and with
+  `--depthwise conv --dense conv`, and compare `custom_img_per_s`;
+- huge pages for XLA's per-step scratch memory (backends/host_memory.py): `custom_temp_bytes`
+  is that memory; `custom_minor_faults_per_step` and `custom_system_cpu_share` (the kernel's
+  share of the process's CPU time while the steps run) say what faulting it in costs. Compare
+  a run with `GLIBC_TUNABLES=glibc.malloc.hugetlb=0` (4 KiB pages) and one without it.
 """
 import time
+
+try:
+    import resource
+except ImportError:  # not a Unix: no page-fault counts
+    resource = None
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +40,6 @@ from ..training.runtime import JaxRuntime
 from ..training.state import state_to_tensors
 from ..training.step import StepOptions, forward_loss, init_state, make_eval_step, make_train_step
 from .tpu import GENERATION, HBM_BYTES, TopologyError, abstract, all_reduces, topology_devices
-
-FORMULATIONS = {"depthwise": ("taps", "conv"), "dense": ("matmul", "conv")}
-_OPTIONS = {"depthwise": "depthwise_taps", "dense": "dense_matmul"}  # the JaxBackend option of each
 
 
 def make_jaxgrad_train_step(net, optimizer, options=StepOptions()):
@@ -78,28 +88,37 @@ def _compile(jitted, *args):
                           all_reduces=count, all_reduced_values=values)
 
 
+def _usage():
+    return resource.getrusage(resource.RUSAGE_SELF) if resource else None
+
+
 def _seconds_per_step(compiled, state, images, labels, steps, repeats=3):
-    """The median over `repeats` rounds of `steps` steps each (after one warm-up step)."""
+    """The median over `repeats` rounds of `steps` steps each (after one warm-up step), and
+    over all the rounds: the process's minor page faults per step and the kernel's share of
+    its CPU time (None where the OS does not count them)."""
     key, lr = jax.random.key(0), jnp.asarray(0.1, jnp.float32)
     state, metrics = compiled(state, images, labels, key, lr)
     jax.block_until_ready(metrics)
-    rounds = []
+    rounds, before = [], _usage()
     for r in range(repeats):
         t0 = time.perf_counter()
         for i in range(steps):
             state, metrics = compiled(state, images, labels, jax.random.fold_in(key, r * steps + i), lr)
         jax.block_until_ready(metrics)
         rounds.append((time.perf_counter() - t0) / steps)
-    return sorted(rounds)[len(rounds) // 2]
+    faults = system_share = None
+    if before is not None:
+        after = _usage()
+        faults = (after.ru_minflt - before.ru_minflt) / (repeats * steps)
+        user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+        system_share = system / (user + system) if user + system > 0 else None
+    return sorted(rounds)[len(rounds) // 2], faults, system_share
 
 
 def step_backend(platform=None, depthwise=None, dense=None):
-    """A JaxBackend of its own for the benchmark: the conv formulations of `platform` (default:
-    this machine's), unless `depthwise` / `dense` name one. The shared instance is untouched."""
-    wanted = dict(depthwise=depthwise, dense=dense)
-    return get_backend("jax", platform=platform, **{
-        _OPTIONS[name]: None if wanted[name] is None else wanted[name] == choices[0]
-        for name, choices in FORMULATIONS.items()})
+    """The JAX backend the benchmark builds its model on: the conv formulations of `platform`
+    (default: this machine's), unless `depthwise` / `dense` name one (backends/jax_backend.py)."""
+    return get_backend("jax", platform=platform, depthwise=depthwise, dense=dense)
 
 
 def bench_model_jax(args):
@@ -110,8 +129,7 @@ def bench_model_jax(args):
     if devices and args.batch_size % len(devices):
         raise TopologyError(f"--batch-size {args.batch_size} must divide by the {len(devices)} chips of {topology}")
     backend = step_backend("tpu" if devices else None, getattr(args, "depthwise", None), getattr(args, "dense", None))
-    formulation = {name: choices[0] if getattr(backend, _OPTIONS[name]) else choices[1]
-                   for name, choices in FORMULATIONS.items()}
+    formulation = dict(depthwise=backend.depthwise, dense=backend.dense)
     runtime = JaxRuntime(args.dtype, devices=devices)
     net = build_model(args.variant, args.model, args.num_classes, backend=backend)
     optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
@@ -136,8 +154,10 @@ def bench_model_jax(args):
                                       abstract(state, rep), images, labels, key, lr)
         result.update({f"{name}_{k}": v for k, v in analysis.items()})
         if args.steps:
-            seconds = _seconds_per_step(compiled, runtime.put_state(state), *_batch(args, data), args.steps)
-            result.update({f"{name}_img_per_s": args.batch_size / seconds, f"{name}_peak_bytes": _peak_memory()})
+            seconds, faults, system_share = _seconds_per_step(compiled, runtime.put_state(state),
+                                                              *_batch(args, data), args.steps)
+            result.update({f"{name}_img_per_s": args.batch_size / seconds, f"{name}_peak_bytes": _peak_memory(),
+                           f"{name}_minor_faults_per_step": faults, f"{name}_system_cpu_share": system_share})
     if args.steps:
         result["ratio"] = result["custom_img_per_s"] / result["jaxgrad_img_per_s"]
     if devices:  # the evaluation step of the same model, as the trainer compiles it

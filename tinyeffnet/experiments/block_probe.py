@@ -9,8 +9,8 @@ Made to tell an architecture's property from a defect (the README's SEend@all se
 - `bn2_var`: the mean of the projection BN's moving variance, `bn2_gamma`: the mean |gamma|.
 
 The forward is the network's own (stem, then the blocks); each SE module's input is recorded
-on the way and its gates computed from it with the module's own `gate`. One jit program on
-the JAX backend.
+on the way and its gates computed from it with the module's own `gate`. One compiled program
+where the backend compiles (`backend.compile`: one jit program on JAX).
 """
 import contextlib
 
@@ -51,11 +51,7 @@ def block_statistics(net, params, buffers, images, train=True):
             rows.append(row)
         return rows, logits
 
-    if b.name == "jax":
-        import jax
-        rows, logits = jax.jit(compute)(params, buffers, images)
-    else:
-        rows, logits = compute(params, buffers, images)
+    rows, logits = b.compile(compute)(params, buffers, images)
     out = []
     for i, (block, row) in enumerate(zip(net.blocks, rows)):
         spec = block.spec

@@ -7,9 +7,9 @@
     DIR/best.safetensors            relative symlink to the best step file so far
     DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
 
-No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, built with
-`array.array` on the python backend and `x.tobytes()` / `jnp.frombuffer` on jax; the file
-itself is read and written by tinyeffnet._safetensors.
+No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, which each
+backend makes and reads (`backend.to_record` / `backend.from_record`, backends/contract.py);
+the file itself is read and written by tinyeffnet._safetensors.
 
 Verification: `tensors_sha256` covers every tensor's name, header dtype, shape and bytes;
 `meta_sha256` covers the whole metadata (canonical JSON, sorted keys), that checksum and
@@ -34,6 +34,8 @@ import os
 import re
 from array import array
 
+from backends.contract import RECORD_CODES, ContractError
+
 from .. import _safetensors as safetensors_file
 from .._files import WriteError, fsync_dir, make_dirs, remove_stale_temps, temp_path
 
@@ -46,11 +48,9 @@ BEST_NAME = "best.safetensors"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
 
 # our dtype name -> (array.array code, safetensors header dtype)
-_CODES = {"float32": ("f", "F32"), "float64": ("d", "F64"), "int32": ("i", "I32")}
+_CODES = {name: (RECORD_CODES[name], header) for name, header in
+          {"float32": "F32", "float64": "F64", "int32": "I32"}.items()}
 _FROM_HEADER = {header: name for name, (_, header) in _CODES.items()}
-_STORE_AS_FLOAT32 = ("bfloat16", "float16")  # array.array has no 16-bit floats
-
-assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
 
 _log = logging.getLogger(__name__)
 _WARNED_UNVERIFIED_META = set()
@@ -65,59 +65,22 @@ def step_path(directory, step):
 
 
 # --------------------------------------------------------------------- records
-def _is_jax(backend):
-    return getattr(backend, "name", None) == "jax"
-
-
 def to_record(backend, x):
     """A backend array -> (dtype, shape, raw bytes); bfloat16/float16 are stored as float32."""
-    dtype, shape = backend.dtype(x), tuple(int(d) for d in backend.shape(x))
-    if dtype in _STORE_AS_FLOAT32:
-        x, dtype = backend.astype(x, "float32"), "float32"
-    if dtype not in _CODES:
-        raise CheckpointError(f"cannot store a {dtype} array of shape {shape} "
-                              f"(supported: {', '.join(_CODES)}; cast it with astype first)")
-    if _is_jax(backend):
-        try:
-            raw = x.tobytes()  # copies device -> host; works for any committed jax.Array
-        except Exception as e:  # a tracer inside jit, a deleted (donated) buffer, ...
-            raise CheckpointError(f"cannot read a {dtype} array of shape {shape} back from "
-                                  f"the device ({type(e).__name__}); save outside jit and "
-                                  "before donating the buffer") from None
-    else:
-        raw = array(_CODES[dtype][0], backend.to_flat(x)).tobytes()
-    return dtype, shape, raw
+    try:
+        return backend.to_record(x)
+    except ContractError as e:  # the message without the op's name: what the user reads
+        raise CheckpointError(str(e).removeprefix("to_record: ")) from None
 
 
 def from_record(backend, record):
-    """(dtype, shape, raw bytes) -> a backend array, converting dtypes the backend lacks:
-    float32 loads into the python backend as float64, float64 into jax without x64 as float32."""
-    dtype, shape, raw = record
-    shape = tuple(int(d) for d in shape)
-    if dtype not in _CODES:
-        raise CheckpointError(f"unsupported tensor dtype {dtype!r} (supported: {', '.join(_CODES)})")
-    code = _CODES[dtype][0]
-    count = math.prod(shape)
-    if len(raw) != count * array(code).itemsize:
-        raise CheckpointError(f"{len(raw)} bytes cannot hold a {dtype} tensor of shape {shape}")
-    if dtype not in backend.dtypes:  # the python backend computes in float64 only
-        if dtype == "int32":
-            raise CheckpointError(f"the {backend.name} backend has no int32 arrays")
-        target = backend.default_float
-    else:
-        target = dtype
-    if _is_jax(backend):
-        import jax
-        import jax.numpy as jnp
-        if dtype == "float64" and not jax.config.jax_enable_x64:
-            # Narrow on the host: jnp.frombuffer would do it too, but with a warning per tensor.
-            wide = array("d")
-            wide.frombytes(raw)
-            raw, dtype = array("f", wide).tobytes(), "float32"
-        return jnp.frombuffer(raw, dtype).reshape(shape)
-    values = array(code)
-    values.frombytes(raw)
-    return backend.from_flat(values.tolist(), shape, target)
+    """(dtype, shape, raw bytes) -> a backend array, converting dtypes the backend lacks
+    (backend.record_dtype): float32 loads into the python backend as float64, float64 into
+    jax without x64 as float32."""
+    try:
+        return backend.from_record(*record)
+    except ContractError as e:
+        raise CheckpointError(str(e).removeprefix("from_record: ")) from None
 
 
 # --------------------------------------------------------------------- reading

@@ -33,6 +33,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from backends import backend_class
 from data_tools import DataError
 from data_tools.augment import AUGMENTATIONS
 from data_tools.spec import parse_spec, spec_kind
@@ -43,7 +44,6 @@ from ..nn import INIT_SCHEMES
 from .schedule import scaled_peak_lr
 
 BACKENDS = ("jax", "python")
-DTYPES = {"jax": ("float32", "bfloat16"), "python": ("float64",)}
 
 
 class ConfigError(ValueError):
@@ -213,9 +213,13 @@ class TrainConfig:
         if self.autoaugment and self.augment != "full":
             raise ConfigError(f"--autoaugment is part of the full augmentation, but --augment is {self.augment!r}: "
                               "use --augment full or --no-autoaugment")
-        dtypes = DTYPES[self.backend]
-        if self.dtype is not None and self.dtype not in dtypes:
-            fail("dtype", f"must be one of {', '.join(dtypes)} on the {self.backend} backend")
+        if self.dtype is not None:
+            try:
+                dtypes = backend_class(self.backend).compute_dtypes  # the backend's own statement
+            except ImportError as e:
+                raise ConfigError(str(e)) from None
+            if self.dtype not in dtypes:
+                fail("dtype", f"must be one of {', '.join(dtypes)} on the {self.backend} backend")
         if self.init_from is not None and not str(self.init_from).strip():
             fail("init_from", "must name a checkpoint file or a work directory")
         if self.freeze_backbone and not self.init_from:

@@ -24,6 +24,14 @@ from .optimizer import NesterovSGD, optax_nesterov_sgd
 _KEY_MOD = 2 ** 31 - 1
 
 
+def _checked_dtype(backend, dtype):
+    """`dtype` if the backend computes in it (or None: the runtime's default), else a one-line error."""
+    if dtype is not None and dtype not in backend.compute_dtypes:
+        raise ValueError(f"--dtype {dtype} is not available on the {backend.name} backend "
+                         f"(it computes in {' or '.join(backend.compute_dtypes)})")
+    return dtype
+
+
 class Runtime(abc.ABC):
     name = "abstract"
     backend = None
@@ -70,10 +78,8 @@ class PythonRuntime(Runtime):
     description = "python (pure-Python reference backend, float64, 1 process)"
 
     def __init__(self, dtype=None):
-        if dtype not in (None, "float64", "float32"):
-            raise ValueError(f"--dtype {dtype} is not available on the python backend (it computes in float64)")
         self.backend = get_backend("python")
-        self.compute_dtype = "float64"
+        self.compute_dtype = _checked_dtype(self.backend, dtype) or self.backend.default_float
 
     def make_optimizer(self, param_names, momentum=0.9, weight_decay=1e-4):
         return NesterovSGD(self.backend, param_names, momentum, weight_decay)
@@ -113,7 +119,7 @@ class JaxRuntime(Runtime):
         self.jax = jax
         self.backend = get_backend("jax")
         platform = jax.devices()[0].platform
-        self.compute_dtype = dtype or ("float32" if platform == "cpu" else "bfloat16")
+        self.compute_dtype = _checked_dtype(self.backend, dtype) or ("float32" if platform == "cpu" else "bfloat16")
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.mesh = make_mesh(devices)
         self.device_count = self.mesh.devices.size
