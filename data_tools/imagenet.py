@@ -181,7 +181,7 @@ class ImageFolderDataset:
     normalization = NORMALIZATION
 
     def __init__(self, root, files, labels, class_names, image_size, training, autoaugment, description,
-                 augment="full"):
+                 augment="full", eval_view=None):
         if image_size < 1:
             raise DataError(f"image size must be positive, got {image_size}")
         self.root = root
@@ -192,6 +192,7 @@ class ImageFolderDataset:
         self.training = training
         self.autoaugment = autoaugment
         self.augment = augment
+        self.eval_view = eval_view  # None: TensorFlow's (data_tools/eval_view.py)
         self.description = description
 
     @property
@@ -212,13 +213,15 @@ class ImageFolderDataset:
         path = self.source(index)
         if self.training:
             img = imagenet_train_image(path, self.image_size, rng, self.autoaugment, self.augment)
+        elif self.eval_view is not None:
+            img = self.eval_view.image(path, self.image_size)
         else:
             img = imagenet_eval_image(path, self.image_size)
         return rgb_bytes(img)
 
 
 def open_image_folder(directory, split, image_size, training, autoaugment=False, description=None,
-                      augment="full"):
+                      augment="full", eval_view=None):
     """The `split` ('train' or 'eval') of the ImageNet-style dataset in `directory`."""
     if split not in ("train", "eval"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'eval'")
@@ -258,4 +261,4 @@ def open_image_folder(directory, split, image_size, training, autoaugment=False,
     files = [path for path, _ in samples]
     labels = array("i", (index_of[name] for _, name in samples))
     return ImageFolderDataset(folder, files, labels, class_names, image_size, training, autoaugment,
-                              description or f"{directory} ({split})", augment)
+                              description or f"{directory} ({split})", augment, eval_view)

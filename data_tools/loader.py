@@ -58,7 +58,8 @@ class Loader:
     main script with `if __name__ == "__main__":` (spawned workers import it).
     """
 
-    def __init__(self, dataset, batch_size, *, seed=0, workers=0, prefetch=2, process_index=0, process_count=1):
+    def __init__(self, dataset, batch_size, *, seed=0, workers=0, prefetch=2, process_index=0, process_count=1,
+                 log_unreadable=True):
         for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 0),
                                  ("prefetch", prefetch, 1), ("process_count", process_count, 1)):
             if not isinstance(value, int) or value < low:
@@ -77,6 +78,7 @@ class Loader:
             raise DataError(f"{dataset.description} has {len(dataset)} examples, fewer than one global batch of "
                             f"{self.global_batch_size}: lower the batch size")
         self.unreadable_files = {}
+        self.log_unreadable = log_unreadable  # False: the caller reports unreadable_files itself (predict)
         self._pool = None
 
     @property
@@ -160,7 +162,8 @@ class Loader:
             if source not in self.unreadable_files:
                 self.unreadable_files[source] = reason
                 action = "replaced by another example" if self.training else "left out of its eval batch"
-                log.warning("skipping unreadable image %s (%s); %s", source, reason, action)
+                if self.log_unreadable:
+                    log.warning("skipping unreadable image %s (%s); %s", source, reason, action)
         return Batch(images, array("i", built.labels), built.valid)
 
     @property

@@ -61,13 +61,15 @@ def _check_directory(directory, spec):
                         f"(train/<class>/*.JPEG or the Fashion-MNIST IDX files)")
 
 
-def open_dataset(spec, split, image_size, training=None, autoaugment=False, augment="full"):
+def open_dataset(spec, split, image_size, training=None, autoaugment=False, augment="full", eval_view=None):
     """The `split` ('train' or 'eval') of the dataset named by `spec`, at `image_size`.
 
     `training` (default: split == 'train') selects train augmentation and, in the Loader,
     shuffling and dropping the last partial batch. `augment` is the train augmentation,
     one of data_tools.augment.AUGMENTATIONS ("full", "flip", "none"); `autoaugment` adds
-    AutoAugment's ImageNet policy to the full augmentation of photo datasets.
+    AutoAugment's ImageNet policy to the full augmentation of photo datasets. `eval_view`
+    (data_tools.eval_view.EvalView, default TensorFlow's) is how a photo dataset's eval
+    split crops and resizes; Fashion-MNIST has one view.
     """
     if split not in ("train", "eval"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'eval'")
@@ -85,34 +87,21 @@ def open_dataset(spec, split, image_size, training=None, autoaugment=False, augm
         return open_fashion_mnist(directory, split, image_size, training, description=f"{spec} ({split})",
                                   augment=augment)
     return open_image_folder(directory, split, image_size, training, autoaugment, description=f"{spec} ({split})",
-                             augment=augment)
+                             augment=augment, eval_view=eval_view)
 
 
-def eval_image(spec, path, image_size):
-    """One image file prepared exactly as the eval split of `spec` prepares its images.
-
-    For predictions on new files: (uint8 HWC RGB bytes of shape (image_size, image_size, 3),
-    the dataset's Normalization). Fashion-MNIST models see a grayscale image resized to
-    image_size; photo models the eval center crop. Raises DataError for a file that is not
-    a readable image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from .augment import imagenet_eval_image
-    from .errors import UnreadableImage
+def open_files(spec, paths, image_size, view=None):
+    """The image files and folders `paths` (see data_tools.image_files.find_images) prepared as
+    the eval split of `spec` prepares its images: a dataset for the Loader, with the data's
+    Normalization. Photo models see `view` (data_tools.eval_view.EvalView, default
+    TensorFlow's), Fashion-MNIST models a grayscale image resized to image_size. DataError for
+    a path that does not exist or a folder without images."""
+    from .eval_view import TF_VIEW
+    from .image_files import ImageFiles, find_images
     from . import fashion_mnist, imagenet
-    from .pixels import rgb_bytes
 
     kind, _ = parse_spec(spec)
-    if not os.path.isfile(path):
-        raise DataError(f"{path} is not a file: give the path of an image")
-    try:
-        if kind == "fashion-mnist":
-            with Image.open(path) as img:
-                gray = img.convert("L").resize((image_size, image_size), Image.Resampling.BICUBIC)
-            return rgb_bytes(gray), fashion_mnist.NORMALIZATION
-        return rgb_bytes(imagenet_eval_image(path, image_size)), imagenet.NORMALIZATION
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{path} is too large to decode safely ({e}); shrink it first") from None
-    except (OSError, UnidentifiedImageError, UnreadableImage) as e:
-        raise DataError(f"{path} is not a readable image ({e})") from None
+    files = find_images(paths)
+    if kind == "fashion-mnist":
+        return ImageFiles(files, image_size, fashion_mnist.NORMALIZATION, gray=True)
+    return ImageFiles(files, image_size, imagenet.NORMALIZATION, view or TF_VIEW)

@@ -246,6 +246,39 @@ def test_the_hub_config_beside_the_file_picks_model_and_normalization_and_refuse
              needle="says efficientnet_b0, which is --from timm-pytorch")
 
 
+def test_the_checkpoint_records_the_eval_view_of_the_weights_own_library(converted, tmp_path, capsys):
+    from data_tools.eval_view import TF_VIEW, EvalView
+    view = lambda path: load_model(path, "python")[0].spec  # noqa: E731
+    # no config.json: the family's own (timm: crop_pct 0.875 at b0, bicubic; torchvision's b0 preset: 224 of 256)
+    assert view(converted[TF]).eval_view == EvalView("resize-crop", 0.875, "bicubic")
+    assert view(converted[TV]).eval_view == EvalView("resize-crop", 224 / 256, "bicubic")
+    assert view(converted[TV]).eval_view.resize_size(224) == 256 and view(converted[TV]).resolution == 224
+    # --eval-view tf: TensorFlow's, crop 224/256 then resize
+    tf = converted_path(str(tmp_path), TF, "--eval-view", "tf")
+    assert view(tf).eval_view == TF_VIEW and checkpoint_meta(tf)["eval_view"]["mode"] == "tf"
+    # a hub config's pretrained_cfg decides: crop_pct, interpolation, crop_mode, input size
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    shutil.copy(fixture(PT), hub / "model.safetensors")
+    cfg = {"architecture": "efficientnet_b0", "pretrained_cfg": {"input_size": [3, 256, 256], "crop_pct": 0.95,
+                                                                 "interpolation": "bilinear", "crop_mode": "squash"}}
+    (hub / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "hub.safetensors"
+    status, text, err = convert(capsys, "--from", "timm-pytorch", hub, "--out", out, "--width", "0.1", "--depth", "0.1")
+    assert status == 0 and "eval view: both sides bilinear-resized to 269, center crop 256x256" in text, err
+    assert view(str(out)).eval_view == EvalView("squash-crop", 0.95, "bilinear") and view(str(out)).resolution == 256
+    cfg["pretrained_cfg"] = {"input_size": [3, 224, 224]}  # what it leaves out takes timm's defaults
+    (hub / "config.json").write_text(json.dumps(cfg))
+    assert convert(capsys, "--from", "timm-pytorch", hub, "--out", out, "--width", "0.1", "--depth", "0.1")[0] == 0
+    assert view(str(out)).eval_view == EvalView("resize-crop", 0.875, "bilinear")
+    cfg["pretrained_cfg"] = {"crop_mode": "border"}
+    (hub / "config.json").write_text(json.dumps(cfg))
+    _refused(capsys, tmp_path, hub, "--from", "timm-pytorch", "--width", "0.1", "--depth", "0.1",
+             needle="crop_mode 'border' is not one tinyeffnet reproduces (center or squash); convert with --eval-view tf")
+    assert convert_main(["--from", "timm-pytorch", str(hub), "--out", str(out), "--width", "0.1", "--depth", "0.1",
+                         "--eval-view", "tf"]) == 0
+
+
 def test_another_variant_keeps_what_fits_and_initialises_the_rest(converted, tmp_path, capsys):
     out = tmp_path / "nose.safetensors"
     status, text, err = convert(capsys, "--from", "timm", fixture(TF), "--out", out, "--width", "0.1", "--depth",
@@ -275,11 +308,11 @@ def test_predict_names_imagenet_classes_with_top5_probabilities(tmp_path, capsys
     Image.effect_mandelbrot((120, 90), (-2.0, -1.2, 1.0, 1.2), 60).convert("RGB").save(photo)
     capsys.readouterr()
     assert predict_main(["--checkpoint", str(ckpt), str(photo), "--backend", "python", "--json"]) == 0
-    top = json.loads(capsys.readouterr().out)[0]["top"]
+    top = json.loads(capsys.readouterr().out.splitlines()[0])["top"]
     probabilities = [t["probability"] for t in top]
     assert len(top) == 5 and probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1
     assert all(t["name"] == imagenet_class_names()[t["class_index"]] for t in top)
     assert predict_main(["--checkpoint", str(ckpt), str(photo), "--backend", "python"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == str(photo) and len(lines) == 6 and lines[1].strip().startswith(f"{probabilities[0]:.2%}")
-    assert lines[1].strip().endswith(top[0]["name"])
+    assert len(lines) == 1 and lines[0].startswith(f"{photo}: {probabilities[0]:.2%} {top[0]['name']} | ")
+    assert lines[0].count(" | ") == 4

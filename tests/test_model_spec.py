@@ -74,3 +74,26 @@ def test_a_checkpoint_rebuilds_the_network_its_spec_records(tmp_path):
     assert loaded.spec == spec and loaded.spec.resolution == 48
     assert {n: t.to_flat() for n, t in loaded.state_dict().items()} == \
         {n: t.to_flat() for n, t in net.state_dict().items()}
+
+
+def test_the_eval_view_round_trips_and_older_checkpoints_read_as_tensorflows():
+    from data_tools.eval_view import TF_VIEW, EvalView
+    view = EvalView("resize-crop", 0.875, "bilinear")
+    spec = ModelSpec("base", "b0", 10, **TINY, eval_view=view)
+    meta = spec.to_meta()
+    assert meta["eval_view"] == dict(mode="resize-crop", crop_pct=0.875, interpolation="bilinear")
+    assert ModelSpec.from_meta(meta) == spec and ModelSpec.from_meta(meta).view == view
+    # trained here: none recorded, TensorFlow's view
+    assert ModelSpec("base", "b0", 10).to_meta()["eval_view"] is None and ModelSpec("base", "b0", 10).view == TF_VIEW
+    # format 2 and 3 converted checkpoints recorded TensorFlow's view as a sentence
+    older = ModelSpec.from_meta(dict(variant="base", model="b0", num_classes=10,
+                                     eval_view="center crop of 224/256 of the short side, bicubic resize to 224x224"))
+    assert older.view == TF_VIEW and older.view.crop_fraction(224) == 224 / 256
+    with pytest.raises(ValueError, match="ckpt.safetensors.*unknown eval view mode 'sideways'"):
+        ModelSpec.from_meta(dict(variant="base", model="b0", num_classes=10, eval_view=dict(mode="sideways")),
+                            "ckpt.safetensors")
+    with pytest.raises(ValueError, match="crop_pct must be a number in"):
+        ModelSpec.from_meta(dict(variant="base", model="b0", num_classes=10,
+                                 eval_view=dict(mode="resize-crop", crop_pct=0)))
+    assert EvalView("resize-crop", 380 / 384).resize_size(380) == 384  # not 383: float rounding is not a pixel
+    assert EvalView("resize-crop", 0.875).describe(224) == "short side bicubic-resized to 256, center crop 224x224"

@@ -161,7 +161,7 @@ def test_evaluate_and_predict_clis(finished_run, tmp_path):
     Image.new("L", (40, 40), 30).save(image)
     out = run(["tinyeffnet.predict", "--checkpoint", str(workdir), str(image), "--json", "--backend", "python"])
     assert out.returncode == 0, out.stderr[-3000:]
-    top = json.loads(out.stdout)[0]["top"]
+    top = json.loads(out.stdout.splitlines()[0])["top"]
     assert len(top) == 5 and abs(sum(t["probability"] for t in top) - 1.0) < 0.5
     assert top[0]["name"] in ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                               "Bag", "Ankle boot")
@@ -189,14 +189,16 @@ def test_predict_reports_each_image_on_its_own(finished_run, tmp_path):
     args = ["--checkpoint", str(workdir), str(good), str(broken), str(big), str(other), "--backend", "python"]
     out = subprocess.run([sys.executable, "-c", code] + args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert out.stdout.splitlines()[0] == str(good) and str(other) in out.stdout and str(broken) not in out.stdout
+    lines = out.stdout.splitlines()  # one line per readable image, in order
+    assert [line.split(": ")[0] for line in lines] == [str(good), str(other)] and lines[0].count("%") == 5
     errors = out.stderr.strip().splitlines()
-    assert len(errors) == 2 and str(broken) in errors[0] and "not a readable image" in errors[0]
+    assert len(errors) == 3 and str(broken) in errors[0] and "not a readable image" in errors[0]
     assert str(big) in errors[1] and "too large to decode safely" in errors[1], errors
+    assert errors[2] == "error: 2 of 4 image files could not be read (each named above); the others have their results"
     out = subprocess.run([sys.executable, "-c", code] + args + ["--json"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
-    results = _strict_json(out.stdout)
-    assert out.returncode == 1 and [("error" in r) for r in results] == [False, True, True, False]
+    results = [_strict_json(line) for line in out.stdout.splitlines()]  # JSON Lines
+    assert out.returncode == 1 and [r["image"] for r in results] == [str(good), str(other)]
 
 
 def test_every_json_written_or_printed_is_strict(finished_run):

@@ -1,16 +1,30 @@
 """What every command shares: an argument parser whose errors are one line and exit 2, the
 flags of the commands that read a checkpoint, and how a command starts."""
 import argparse
+import os
 import sys
 
 from backends.host_memory import run_with_huge_pages
 
 
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for `yes | head` under `set -o pipefail`
+
+
 def run_command(main):
     """A command's `__main__`: restart with huge pages where they help (backends/host_memory.py),
-    then exit with main()'s status."""
+    then exit with main()'s status. When whoever reads stdout stops reading (`predict DIR |
+    head`), the command ends quietly with status 141, as a command killed by SIGPIPE does:
+    no traceback, and no second error when Python flushes stdout on the way out."""
     run_with_huge_pages()
-    sys.exit(main())
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        status = SIGPIPE_STATUS
+    sys.exit(status)
 
 
 class ArgumentParser(argparse.ArgumentParser):

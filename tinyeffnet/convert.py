@@ -14,17 +14,18 @@ that model. Nothing is written unless the whole conversion succeeds.
 import os
 import sys
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, run_command
 from ._files import WriteError
 from .model import canonical_variant
 from .nn import INIT_SCHEMES
 from .training.checkpoint import CheckpointError, write_checkpoint_file
-from .weights.exchange import NORMALIZATIONS, export_weights, import_weights
+from .model import ModelSpec
+from .weights.exchange import EVAL_VIEWS, NORMALIZATIONS, export_weights, import_weights
 from .weights.families import FAMILIES
 from .weights.files import WeightsError, write_state_dict
 
 HUB_WEIGHTS = "model.safetensors"  # the weights file of a Hugging Face hub model folder
-IMPORT_ONLY = ("model", "width", "depth", "variant", "normalization", "image_size", "init", "seed")
+IMPORT_ONLY = ("model", "width", "depth", "variant", "normalization", "image_size", "eval_view", "init", "seed")
 
 
 def build_parser():
@@ -50,6 +51,11 @@ def build_parser():
                         "imagenet; AdvProp '.ap' weights use inception)")
     p.add_argument("--image-size", type=int, default=None,
                    help="resolution predict and evaluate use (default: the model's, e.g. 224 for b0)")
+    p.add_argument("--eval-view", choices=EVAL_VIEWS, default="library",
+                   help="how predict and evaluate crop and resize a photo: library (default: as the weights' "
+                        "library evaluates them, from the hub config.json's pretrained_cfg, else the family's "
+                        "default: short side resized to size / crop_pct, center crop) or tf (TensorFlow's: "
+                        "center crop of size / (size + 32) of the short side, then resize)")
     p.add_argument("--init", choices=INIT_SCHEMES, default="xavier", help="init of fresh tensors (--variant)")
     p.add_argument("--seed", type=int, default=0, help="seed of fresh tensors (--variant)")
     p.add_argument("--ema", action="store_true", help="with --to: export the checkpoint's EMA weights")
@@ -98,7 +104,7 @@ def main(argv=None):
     try:
         if args.source is not None:
             imported = import_weights(args.path, args.source, args.model, args.width, args.depth, args.variant,
-                                      args.normalization, args.image_size, args.init, args.seed)
+                                      args.normalization, args.image_size, args.init, args.seed, args.eval_view)
             write_checkpoint_file(args.out, imported.records, imported.meta)
             report_import(args, imported)
         else:
@@ -119,15 +125,16 @@ def main(argv=None):
 def report_import(args, imported):
     meta = imported.meta
     source = meta["source"]
+    view = ModelSpec.from_meta(meta).view
     reduced = "".join(f", {k} {meta[k]}" for k in ("width", "depth") if meta[k] is not None)
     mean = ", ".join(f"{v:g}" for v in meta["normalization"]["mean"])
     std = ", ".join(f"{v:g}" for v in meta["normalization"]["std"])
     print(f"converted {args.path} ({source['architecture']}{reduced}, {meta['num_classes']} classes) -> {args.out}: "
           f"tinyeffnet {meta['variant']} {meta['model']}, {meta['padding']} padding, BN eps {meta['bn_eps']:g}, "
-          f"eval {meta['image_size']}x{meta['image_size']} center crop, mean ({mean}) std ({std})")
+          f"eval view: {view.describe(meta['image_size'])}, mean ({mean}) std ({std})")
     if imported.transfer is not None:
         print(f"variant {meta['variant']}: {imported.transfer.describe()}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

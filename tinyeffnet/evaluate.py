@@ -1,8 +1,11 @@
 """`python -m tinyeffnet.evaluate --checkpoint PATH --data SPEC [--json]`: top-1 and top-5.
 
 PATH is a checkpoint file or a work directory (its best checkpoint, else its latest). The
-whole eval split is used (Fashion-MNIST: the official t10k test set). Any backend can
-evaluate any checkpoint: weights are stored as portable safetensors.
+whole eval split is used (Fashion-MNIST: the official t10k test set). Photos are cropped
+and resized as the checkpoint records (a converted published model: its library's eval
+view, so the figure is the one its library publishes; a network trained here: TensorFlow's
+center crop). Any backend can evaluate any checkpoint: weights are stored as portable
+safetensors. Bad input (a checkpoint or dataset that does not load) is one line, exit 2.
 """
 import sys
 
@@ -31,7 +34,7 @@ def main(argv=None):
                                      weights_choice(args), args.limit)
     except (ValueError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     if args.json:
         print(dumps(result))
     else:

@@ -1,9 +1,8 @@
 """`python -m tinyeffnet.summary --variant V`: the network as the paper's Table I, with
 parameters and multiply-accumulates (MACs) per stage (see tinyeffnet.model.stages).
 """
-import sys
 
-from ._cli import ArgumentParser
+from ._cli import ArgumentParser, run_command
 from ._files import dumps
 from .model.stages import format_table, summarize
 
@@ -27,4 +26,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -17,6 +17,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+from data_tools.eval_view import TF_VIEW, EvalView
+
 from ..nn import PADDINGS
 
 # model -> (width, depth, resolution, dropout)
@@ -96,7 +98,8 @@ class ModelSpec:
     image_size: int = None        # None: the model's own resolution
     data: str = "default"         # the data spec it was trained on: its kind says how photos are prepared
     normalization: tuple = None   # ((mean R, G, B), (std R, G, B)) of pixels on [0, 1]; None: the data's own
-    eval_view: str = None         # how a photo is cropped for eval, in words (converted weights record it)
+    eval_view: EvalView = None    # how a photo is cropped for eval (converted weights record their library's);
+                                  # None: TensorFlow's, the view of networks trained here
     class_names: tuple = None
 
     def __post_init__(self):
@@ -125,6 +128,8 @@ class ModelSpec:
             put("normalization", (mean, std))
         if self.class_names is not None:
             put("class_names", tuple(str(n) for n in self.class_names))
+        if self.eval_view is not None and not isinstance(self.eval_view, EvalView):
+            raise ValueError(f"eval_view must be an EvalView (data_tools/eval_view.py), got {self.eval_view!r}")
 
     # ------------------------------------------------------------ derived facts
     @property
@@ -137,6 +142,11 @@ class ModelSpec:
     def resolution(self):
         """The image size it is fed: its own, else the model's."""
         return self.image_size or SCALING[self.model][2]
+
+    @property
+    def view(self):
+        """How a photo is cropped and resized for eval: the recorded view, else TensorFlow's."""
+        return self.eval_view or TF_VIEW
 
     @property
     def default_dropout(self):
@@ -168,13 +178,17 @@ class ModelSpec:
             meta["normalization"] = dict(mean=list(self.normalization[0]), std=list(self.normalization[1]))
         if self.class_names is not None:
             meta["class_names"] = list(self.class_names)
+        if self.eval_view is not None:
+            meta["eval_view"] = self.eval_view.to_json()
         return meta
 
     @classmethod
     def from_meta(cls, meta, source="the checkpoint"):
         """The spec a checkpoint's metadata records. Keys a checkpoint older than them lacks
         take the defaults of their time (padding "same", BN eps 1e-3); a normalization that
-        is not three means and stds is left out. ValueError names `source` and the problem."""
+        is not three means and stds is left out; an eval view in words (format 3 and before:
+        converted weights recorded TensorFlow's view as a sentence) is TensorFlow's view.
+        ValueError names `source` and the problem."""
         for key in ("variant", "model", "num_classes"):
             if key not in meta:
                 raise ValueError(f"{source} has no {key!r} in its metadata: not a tinyeffnet model checkpoint")
@@ -185,13 +199,18 @@ class ModelSpec:
                        padding=meta.get("padding") or DEFAULT_PADDING, bn_eps=meta.get("bn_eps") or DEFAULT_BN_EPS,
                        image_size=meta.get("image_size") or None, data=meta.get("data") or "default",
                        normalization=_recorded_normalization(meta.get("normalization")),
-                       eval_view=meta.get("eval_view"), class_names=names if isinstance(names, list) else None)
+                       eval_view=_recorded_view(meta.get("eval_view")),
+                       class_names=names if isinstance(names, list) else None)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{source} records a network tinyeffnet cannot build: {e}") from None
 
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _recorded_view(recorded):
+    return None if recorded is None else EvalView.from_json(recorded)
 
 
 def _recorded_normalization(recorded):

@@ -1,14 +1,17 @@
 """Top-1, top-5 and loss over an eval split: during training and of a saved checkpoint;
-precise BN statistics before an evaluation."""
+precise BN statistics before an evaluation; the classes of image files (predict)."""
+import heapq
 import itertools
+import os
 
 from data_tools import DataError, Loader, open_dataset
 from data_tools.pixels import Normalization
-from data_tools.spec import spec_kind
+from data_tools.spec import open_files, spec_kind
 
+from ..engine import functional as F
 from .runtime import make_runtime
 from .state import load_model
-from .step import StepOptions, make_eval_step
+from .step import StepOptions, _logits, make_eval_step
 
 
 def evaluate(runtime, eval_step, params, buffers, loader, limit=0, normalization=None):
@@ -102,7 +105,7 @@ def evaluate_checkpoint(path, data, backend="jax", batch_size=256, workers=0, us
     EMA weights where it has them unless `use_ema` says (see load_model)."""
     runtime = make_runtime(backend)
     net, meta = load_model(path, runtime.backend, use_ema)
-    dataset = open_dataset(data, "eval", net.spec.resolution)
+    dataset = open_dataset(data, "eval", net.spec.resolution, eval_view=spec_view(net.spec, data))
     if dataset.num_classes != net.num_classes:
         raise DataError(f"{data} has {dataset.num_classes} classes but the checkpoint {meta['path']} was trained "
                         f"for {net.num_classes}: evaluate it on the data it was trained on")
@@ -126,3 +129,79 @@ def spec_normalization(spec, data):
     if spec.normalization is None or spec_kind(data) != spec_kind(spec.data):
         return None
     return Normalization(*spec.normalization)
+
+
+def spec_view(spec, data):
+    """The EvalView to feed `data` to the network of `spec`: the one it records (a converted
+    published model's library's) when `data` is of the kind it was trained on, else None:
+    the data's own (TensorFlow's for photos)."""
+    if spec.eval_view is None or spec_kind(data) != spec_kind(spec.data):
+        return None
+    return spec.eval_view
+
+
+# --------------------------------------------------------------------- predict
+def make_predict_step(net, options=StepOptions()):
+    """predict_step(params, buffers, images, labels, valid) -> (N, K) class probabilities,
+    eval mode. `labels` and `valid` are not used: the eval step's arguments, so the runtime
+    compiles and shards it the same way."""
+    def predict_step(params, buffers, images, labels, valid):
+        net.eval()
+        with net.bind(params, buffers):
+            return F.softmax(_logits(net, images, options)).data
+
+    return predict_step
+
+
+def default_workers(files, batch_size):
+    """Data loader processes for `files` images: none for one batch (starting them costs more
+    than decoding it), else one per core, at most 8."""
+    return 0 if files <= batch_size else max(1, min(8, os.cpu_count() or 1))
+
+
+class Predictor:
+    """A checkpoint's network compiled once for batches of `batch_size` images: classes()
+    streams the top classes of image files and folders, batch by batch."""
+
+    def __init__(self, path, backend="jax", use_ema=None, batch_size=32):
+        self.runtime = make_runtime(backend)
+        self.net, self.meta = load_model(path, self.runtime.backend, use_ema)
+        devices = self.runtime.device_count
+        self.batch_size = max(devices, batch_size - batch_size % devices)
+        self.state = self.runtime.put_state(self.net.arrays())
+        options = StepOptions(compute_dtype=self.runtime.compute_dtype)
+        self.step = self.runtime.compile_eval_step(make_predict_step(self.net, options))
+
+    @property
+    def spec(self):
+        return self.net.spec
+
+    def open(self, paths, workers=None):
+        """A Loader over the image files of `paths` prepared as the network's eval data is
+        (its view, its resolution); DataError for a path that does not exist."""
+        spec = self.spec
+        dataset = open_files(spec.data, paths, spec.resolution, spec.view)
+        workers = default_workers(len(dataset), self.batch_size) if workers is None else workers
+        return Loader(dataset, self.batch_size, workers=workers, log_unreadable=False)
+
+    def classes(self, loader, top=5):
+        """Per file of `loader`, in order: (path, [(class index, probability)] best first, or
+        None and the reason it could not be read)."""
+        spec, backend = self.spec, self.runtime.backend
+        normalization = Normalization(*spec.normalization) if spec.normalization else loader.normalization
+        dataset, k = loader.dataset, spec.num_classes
+        for step, batch in enumerate(loader.batches(0)):
+            rows = {}
+            if batch.valid:
+                images, labels, valid = self.runtime.put_batch(batch, loader.batch_shape, normalization)
+                probs = backend.to_flat(self.runtime.to_host(self.step(self.state["params"], self.state["buffers"],
+                                                                      images, labels, valid)))
+                for row in range(batch.valid):
+                    values = probs[row * k:(row + 1) * k]
+                    best = heapq.nlargest(min(top, k), range(k), key=values.__getitem__)
+                    rows[batch.labels[row]] = [(i, values[i]) for i in best]
+            first = step * loader.batch_size
+            for index in range(first, min(first + loader.batch_size, len(dataset))):
+                source = dataset.source(index)
+                yield (source, rows[index], None) if index in rows else \
+                    (source, None, loader.unreadable_files.get(source, "not decoded"))

@@ -13,7 +13,9 @@ the file's own metadata travel verbatim in the checkpoint's metadata.
 
 The checkpoint written is an ordinary one (tinyeffnet.training.checkpoint, names of
 tinyeffnet.training.state) whose metadata says how to rebuild and feed the network:
-padding and BN eps of the family, image size, ImageNet's class names and normalization.
+padding and BN eps of the family, image size, eval view (how the weights' own library
+crops and resizes a photo: the hub config.json's pretrained_cfg, else the family's
+default, or TensorFlow's with eval_view="tf"), ImageNet's class names and normalization.
 """
 import hashlib
 import json
@@ -21,7 +23,7 @@ import os
 from array import array
 from typing import NamedTuple
 
-from data_tools.augment import describe_eval_view
+from data_tools.eval_view import TF_VIEW, EvalView
 from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 from data_tools.imagenet import imagenet_class_names
 from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
@@ -36,6 +38,10 @@ from ..nn.transfer import match
 
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "inception": (INCEPTION_MEAN, INCEPTION_STD)}
 HUB_CONFIG = "config.json"  # the Hugging Face hub keeps a timm model's config beside model.safetensors
+EVAL_VIEWS = ("library", "tf")  # the weights' own library's eval view, or TensorFlow's
+# timm's data config when a pretrained_cfg leaves a key out (timm.data.resolve_data_config)
+TIMM_CFG_DEFAULTS = dict(crop_pct=0.875, interpolation="bilinear", crop_mode="center")
+_TIMM_CROP_MODES = {"center": "resize-crop", "squash": "squash-crop"}
 _OURS = {"F32": "float32", "F64": "float64"}  # float dtypes a checkpoint keeps as they are
 MODELS = tuple(SCALING)
 
@@ -55,8 +61,9 @@ class Exported(NamedTuple):
 
 # --------------------------------------------------------------------- import
 def import_weights(src, family="timm", model=None, width=None, depth=None, variant="base", normalization=None,
-                   image_size=None, init="xavier", seed=0):
-    """Read a published state dict and make the records and metadata of a tinyeffnet checkpoint."""
+                   image_size=None, init="xavier", seed=0, eval_view="library"):
+    """Read a published state dict and make the records and metadata of a tinyeffnet checkpoint.
+    `eval_view`: "library" (how the weights' library evaluates them) or "tf" (TensorFlow's)."""
     family = _family(family)
     theirs, file_metadata = read_state_dict(src)
     if META_KEY in (file_metadata or {}):
@@ -79,10 +86,11 @@ def import_weights(src, family="timm", model=None, width=None, depth=None, varia
     # BN moving statistics are the buffers, under the same names in every variant.
     records = model_tensors({n: (_OURS[r.dtype], r.shape, r.raw) for n, r in converted.items()}, buffers)
     mean, std = _normalization(src, normalization, config)
-    size = int(image_size or _config_size(config) or SCALING[model][2])
+    view, view_size = _eval_view(src, eval_view, config, family, model)
+    size = int(image_size or _config_size(config) or view_size or SCALING[model][2])
     # what evaluate and predict feed it: photos (data "imagenet"), this view, this mean/std
     spec = ModelSpec(variant, model, num_classes, width, depth, family.padding, family.bn_eps(model),
-                     image_size=size, data="imagenet", normalization=(mean, std), eval_view=describe_eval_view(size),
+                     image_size=size, data="imagenet", normalization=(mean, std), eval_view=view,
                      class_names=imagenet_class_names() if num_classes == IMAGENET_CLASSES else None)
     meta = dict(spec.to_meta(),
                 source=dict(family=family.name, library=family.library, architecture=family.architecture(model),
@@ -148,6 +156,34 @@ def _normalization(src, name, config):
     if _three_numbers(mean) and _three_numbers(std) and min(std) > 0:
         return tuple(mean), tuple(std)
     return NORMALIZATIONS["imagenet"]
+
+
+def _eval_view(src, choice, config, family, model):
+    """(EvalView, its resolution or None): TensorFlow's, the hub config's pretrained_cfg
+    (crop_pct, interpolation, crop_mode, with timm's defaults for what it leaves out), else
+    the family's own."""
+    if choice not in EVAL_VIEWS:
+        raise WeightsError(f"unknown eval view {choice!r}: choose one of {', '.join(EVAL_VIEWS)}")
+    if choice == "tf":
+        return TF_VIEW, None
+    cfg = (config or {}).get("pretrained_cfg")
+    if not isinstance(cfg, dict):
+        return family.eval_view(model)
+    try:
+        return pretrained_cfg_view(cfg), None
+    except ValueError as e:
+        raise WeightsError(f"{src}: its {HUB_CONFIG}'s pretrained_cfg: {e}; convert with --eval-view tf") from None
+
+
+def pretrained_cfg_view(cfg):
+    """The EvalView of a timm pretrained_cfg (or data config): crop_mode "center" is resize-crop,
+    "squash" squash-crop; crop_pct and interpolation as given, timm's defaults for what it
+    leaves out. ValueError for what tinyeffnet does not reproduce (crop_mode "border")."""
+    got = {key: cfg.get(key) if cfg.get(key) is not None else default for key, default in TIMM_CFG_DEFAULTS.items()}
+    if got["crop_mode"] not in _TIMM_CROP_MODES:
+        raise ValueError(f"crop_mode {got['crop_mode']!r} is not one tinyeffnet reproduces "
+                         f"({' or '.join(_TIMM_CROP_MODES)})")
+    return EvalView(_TIMM_CROP_MODES[got["crop_mode"]], got["crop_pct"], got["interpolation"])
 
 
 def _three_numbers(values):

@@ -6,6 +6,12 @@
     torchvision    efficientnet_bN (torchvision)        symmetric   1e-5 (b0-b4),   features.S.I.block.J.0, ...
                                                                     1e-3 (b5-b7)
 
+Each library evaluates its weights its own way (`eval_view(model)`: the EvalView and the
+resolution, when no hub config.json says otherwise): timm and torchvision resize the short
+side to size / crop_pct and take the center crop (timm's crop_pct per model from its
+pretrained configs, bicubic; torchvision's IMAGENET1K_V1 presets); TensorFlow's crop of
+size / (size + 32) of the short side, then resize, is tinyeffnet's own view.
+
 timm's tf_ models are the TensorFlow-trained weights of the EfficientNet authors, ported:
 TensorFlow's SAME padding and BN eps 1e-3, exactly tinyeffnet's defaults. timm's own
 efficientnet_bN and torchvision's were trained (or, for torchvision b5-b7, re-exported)
@@ -18,8 +24,19 @@ have and tinyeffnet does not model (each BN's num_batches_tracked, an int64 coun
 import re
 from typing import Callable, NamedTuple
 
+from data_tools.eval_view import EvalView
+
 BN_FIELDS = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_var", "running_var"))
 UNMODELLED_BN = "num_batches_tracked"
+RESOLUTIONS = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528, "b7": 600}
+# timm's pretrained configs of tf_efficientnet_bN (every tag: ns_jft_in1k, aa_in1k, ap_in1k, ...), bicubic
+TIMM_TF_CROP_PCT = {"b0": 0.875, "b1": 0.882, "b2": 0.890, "b3": 0.904, "b4": 0.922, "b5": 0.934, "b6": 0.942,
+                    "b7": 0.949}
+TIMM_DEFAULT_CROP_PCT = 0.875  # timm's default, and its efficientnet_b0's
+# torchvision's EfficientNet_BN_Weights.IMAGENET1K_V1 presets: (crop size, resize size, interpolation)
+TORCHVISION_PRESETS = {"b0": (224, 256, "bicubic"), "b1": (240, 256, "bicubic"), "b2": (288, 288, "bicubic"),
+                       "b3": (300, 320, "bicubic"), "b4": (380, 384, "bicubic"), "b5": (456, 456, "bicubic"),
+                       "b6": (528, 528, "bicubic"), "b7": (600, 600, "bicubic")}
 
 
 class Family(NamedTuple):
@@ -29,6 +46,7 @@ class Family(NamedTuple):
     padding: str
     bn_eps: Callable            # model ("b0".."b7") -> eps
     names: Callable             # specs -> NameMap
+    eval_view: Callable         # model -> (EvalView, image size): how the library evaluates its weights
 
     def architecture(self, model):
         return self.prefix + model
@@ -128,11 +146,26 @@ def _se(m, ours, theirs, reduce, expand):
     m.conv(f"{ours}.se.expand", f"{theirs}.{expand}", bias=True)
 
 
+def _timm_tf_view(model):
+    return EvalView("resize-crop", TIMM_TF_CROP_PCT[model], "bicubic"), RESOLUTIONS[model]
+
+
+def _timm_view(model):
+    return EvalView("resize-crop", TIMM_DEFAULT_CROP_PCT, "bicubic"), RESOLUTIONS[model]
+
+
+def _torchvision_view(model):
+    crop, resize, interpolation = TORCHVISION_PRESETS[model]
+    return EvalView("resize-crop", crop / resize, interpolation), crop
+
+
 FAMILIES = {
-    "timm": Family("timm", "timm", "tf_efficientnet_", "same", lambda model: 1e-3, timm_names),
-    "timm-pytorch": Family("timm-pytorch", "timm", "efficientnet_", "symmetric", lambda model: 1e-5, timm_names),
+    "timm": Family("timm", "timm", "tf_efficientnet_", "same", lambda model: 1e-3, timm_names, _timm_tf_view),
+    "timm-pytorch": Family("timm-pytorch", "timm", "efficientnet_", "symmetric", lambda model: 1e-5, timm_names,
+                           _timm_view),
     "torchvision": Family("torchvision", "torchvision", "efficientnet_", "symmetric",
-                          lambda model: 1e-3 if model in ("b5", "b6", "b7") else 1e-5, torchvision_names),
+                          lambda model: 1e-3 if model in ("b5", "b6", "b7") else 1e-5, torchvision_names,
+                          _torchvision_view),
 }
 
 

@@ -1,0 +1,134 @@
+"""predict over files and folders: batched through one compiled program, in order, streamed as
+text, JSON Lines or CSV; unreadable files reported and counted; bad input one line, exit 2;
+a reader that stops reading ends the command quietly."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tinyeffnet.convert import main as convert_main
+from tinyeffnet.predict import main as predict_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "tf_efficientnet_b0.w010.safetensors")
+
+pytest.importorskip("jax")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict") / "tf.safetensors"
+    assert convert_main(["--from", "timm", FIXTURE, "--out", str(out), "--width", "0.1", "--depth", "0.1",
+                         "--image-size", "48"]) == 0
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder of 7 photos (some in subfolders), a text file and an unreadable .jpg."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("photos")
+    (root / "b" / "deeper").mkdir(parents=True)
+    (root / "a").mkdir()
+    names = ["z.jpg", "a/2.png", "a/10.JPEG", "b/x.jpg", "b/deeper/y.png", "b/deeper/w.webp", "m.bmp"]
+    for i, name in enumerate(names):
+        size = (60 + 13 * i, 90 - 7 * i)
+        Image.effect_mandelbrot(size, (-2.0 + 0.2 * i, -1.2, 1.0, 1.2), 40 + i).convert("RGB").save(root / name)
+    (root / "notes.txt").write_text("not an image, not an image extension")
+    (root / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root, sorted(str(root / n) for n in names + ["b/broken.jpg"])
+
+
+def _lines(capsys):
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err.strip().splitlines()
+
+
+def test_a_folder_in_batches_gives_what_each_image_alone_gives(checkpoint, photos, capsys):
+    root, files = photos
+    broken = str(root / "b" / "broken.jpg")
+    status = predict_main(["--checkpoint", checkpoint, str(root), "--batch-size", "3", "--workers", "2", "--json"])
+    out, err = _lines(capsys)
+    assert status == 1  # one file could not be read; the others have results
+    batched = [json.loads(line) for line in out]
+    assert [r["image"] for r in batched] == [f for f in files if f != broken]  # sorted, recursive, in order
+    assert len(err) == 2 and err[0].startswith(f"error: {broken} is not a readable image")
+    assert err[1] == "error: 1 of 8 image files could not be read (each named above); the others have their results"
+    for result in batched:
+        assert predict_main(["--checkpoint", checkpoint, result["image"], "--batch-size", "1", "--json"]) == 0
+        alone = json.loads(capsys.readouterr().out)
+        assert [t["class_index"] for t in alone["top"]] == [t["class_index"] for t in result["top"]], result["image"]
+        for a, b in zip(alone["top"], result["top"]):
+            assert abs(a["probability"] - b["probability"]) <= 1e-6 * b["probability"] + 1e-9
+
+
+def test_text_and_csv_carry_the_same_results(checkpoint, photos, capsys):
+    root, files = photos
+    given = [files[0], str(root / "a")]  # a file and a folder
+    assert predict_main(["--checkpoint", checkpoint] + given + ["--json", "--top", "3"]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert predict_main(["--checkpoint", checkpoint] + given + ["--csv", "--top", "3"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["image", "class_index_1", "name_1", "probability_1", "class_index_2", "name_2",
+                       "probability_2", "class_index_3", "name_3", "probability_3"]
+    assert len(rows) == 1 + len(results)
+    for row, result in zip(rows[1:], results):
+        assert row[0] == result["image"]
+        for rank, t in enumerate(result["top"]):
+            assert (int(row[1 + 3 * rank]), row[2 + 3 * rank]) == (t["class_index"], t["name"])
+            assert float(row[3 + 3 * rank]) == t["probability"]
+    assert predict_main(["--checkpoint", checkpoint] + given + ["--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(results)
+    for line, result in zip(lines, results):
+        shown = " | ".join(f"{t['probability']:.2%} {t['name']}" for t in result["top"])
+        assert line == f"{result['image']}: {shown}"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["{missing}"], "does not exist: give image files or folders of images"),
+    (["{empty}"], "is a folder without images"),
+    (["{photo}", "--json", "--csv"], "--json and --csv are two formats"),
+    (["{photo}", "--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(checkpoint, photos, tmp_path, capsys, args, says):
+    root, files = photos
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "readme.txt").write_text("no images here")
+    paths = dict(missing=str(tmp_path / "nothing.jpg"), empty=str(tmp_path / "empty"), photo=files[0])
+    try:
+        code = predict_main(["--checkpoint", checkpoint] + [a.format(**paths) for a in args])
+    except SystemExit as e:  # argparse's errors exit from inside
+        code = e.code
+    out, err = _lines(capsys)
+    assert code == 2 and out == [] and len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(checkpoint, photos):
+    root, _ = photos
+    # --top 1000 as JSON: each line is far larger than a pipe's buffer, so the write after
+    # the reader has gone fails (EPIPE) at once
+    process = subprocess.Popen([sys.executable, "-m", "tinyeffnet.predict", "--checkpoint", checkpoint, str(root),
+                                "--top", "1000", "--json", "--batch-size", "2"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141, err
+    assert json.loads(first)["image"].endswith("10.JPEG") and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_every_command_ends_quietly_when_stdout_closes():
+    code = ("from tinyeffnet._cli import run_command\n"
+            "def main():\n"
+            "    for _ in range(1000):\n"
+            "        print('x' * 10000)\n"
+            "    return 0\n"
+            "run_command(main)\n")
+    out = subprocess.run(f"{sys.executable} -c \"{code}\" | head -c 10 > /dev/null; echo ${{PIPESTATUS[0]}}",
+                         shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "141" and out.stderr == "", out.stderr
