@@ -9,7 +9,14 @@ nothing is misreported.
 - NaN injected into the parameters or the BN statistics: the run stops naming the step and
   the last finite checkpoint; no checkpoint holding a non-finite value is written;
 - kill -9 of the trainer (alone, and with its process group) leaves no process and no
-  shared-memory or semaphore entry behind, and --resume continues;
+  shared-memory or semaphore entry behind, and --resume continues (no stale claim either);
+- SIGTERM or SIGINT at a random step, or in the middle of a checkpoint's write and again
+  while the stop's checkpoint is written: the run stops after the step with a checkpoint
+  of it, one line, exit 143 / 130, the data workers gone, and --resume ends with the very
+  parameters of an uninterrupted run; readers of the folder meanwhile see whole files;
+- two processes of one multi-host run, the signal sent to one: both stop at the same step;
+- one writer per work directory: trainers started together on one new folder (one runs,
+  the other is refused naming it, nothing interleaved), and --resume of a live run refused;
 - a warning (an unreadable image) is printed on its own line, not into the progress bar.
 """
 import errno
@@ -28,7 +35,8 @@ jax = pytest.importorskip("jax")
 
 from backends import get_backend  # noqa: E402
 from tinyeffnet.train import main as train_main  # noqa: E402
-from tinyeffnet.training.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from tinyeffnet.training.checkpoint import (latest_checkpoint, load_checkpoint, read_records,  # noqa: E402
+                                            resolve_checkpoint, verify_checkpoint)
 from tinyeffnet.training.metrics_file import read_metrics  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -315,3 +323,217 @@ def test_a_warning_is_printed_on_its_own_line_not_into_the_progress_bar(tmp_path
     assert out.returncode == 0, out.stderr[-3000:]
     at = out.stderr.index("skipping unreadable image")
     assert at == 0 or out.stderr[at - 1] in "\r\n", repr(out.stderr[max(0, at - 80):at + 40])
+
+
+# ------------------------------------------------------------------ SIGTERM / SIGINT: stop, save, resume
+STOPPABLE = SMALL + ["--max-steps", "12", "--checkpoint-every", "100"]
+STOP_LINE = re.compile(r"^stopped by (SIG[A-Z]+) after step (\d+): checkpoint (\S+); continue with: "
+                       r"python -m tinyeffnet.train --resume --workdir (\S+) ", re.M)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight") / "run"
+    out = run_cli(STOPPABLE + ["--workdir", str(workdir)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return final_tensors(workdir)
+
+
+def final_tensors(workdir):
+    """(step, {name: record}, {step: loss}) of a run's last checkpoint and its log."""
+    records, meta = read_records(latest_checkpoint(workdir / "checkpoints"))
+    losses = {r["step"]: r["loss"] for r in read_metrics(workdir / "metrics.jsonl") if r["kind"] == "step"}
+    return meta["step"], records, losses
+
+
+def _steps_logged(workdir):
+    try:
+        return sum(1 for line in open(workdir / "metrics.jsonl") if '"kind": "step"' in line)
+    except OSError:
+        return 0
+
+
+def stopped_line(stderr, status, signame):
+    lines = STOP_LINE.findall(stderr)
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    name, step, checkpoint, workdir = lines[0]
+    assert name == signame and status == 128 + getattr(signal, signame), (status, lines)
+    return int(step), checkpoint, workdir
+
+
+def resume_and_compare(workdir, step, uninterrupted):
+    """The stopped run's checkpoint is of `step`; --resume ends where the uninterrupted run did."""
+    assert latest_checkpoint(workdir / "checkpoints") == str(workdir / "checkpoints" / f"step-{step:08d}.safetensors")
+    assert_everything_written_still_loads(workdir)
+    resumed = run_cli(STOPPABLE + ["--workdir", str(workdir), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    want_step, want, want_losses = uninterrupted
+    got_step, got, got_losses = final_tensors(workdir)
+    assert got_step == want_step == 12 and sorted(got) == sorted(want)
+    differ = [n for n in want if got[n] != want[n]]
+    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run's, e.g. {differ[:3]}"
+    assert got_losses == want_losses
+
+
+def _read_whole(workdir, read):
+    """What evaluate and predict read (resolve_checkpoint) verifies: never a half-written file."""
+    try:
+        path = resolve_checkpoint(workdir)
+        complete = verify_checkpoint(path)
+    except (ValueError, FileNotFoundError):  # none yet, or pruned between finding and opening it
+        return
+    assert complete, f"{path} was read half-written"
+    read.add(path)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_sigterm_at_a_random_step_saves_it_stops_the_workers_and_resume_is_bit_identical(tmp_path, uninterrupted):
+    """Readers meanwhile (a checkpoint every step) see whole files only."""
+    workdir = tmp_path / "t"
+    proc = subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + STOPPABLE[:-2] + [
+        "--checkpoint-every", "1", "--workdir", str(workdir), "--workers", "2"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    at, read = random.randint(3, 7), set()
+    deadline = time.time() + 300
+    while _steps_logged(workdir) < at:
+        assert time.time() < deadline and proc.poll() is None, "the run did not get going"
+        _read_whole(workdir, read)
+    family = _descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    _, err = proc.communicate(timeout=120)  # a hang guard: it stops after one step and one checkpoint
+    took = time.time() - sent
+    step, checkpoint, named = stopped_line(err, proc.returncode, "SIGTERM")
+    assert at <= step < 12 and named == str(workdir), (at, step, named)
+    print(f"SIGTERM at step {at}: stopped after step {step}, exit {proc.returncode}, {took:.2f} s after the signal")
+    assert read, "no checkpoint was read while the run wrote them"
+    time.sleep(0.5)
+    assert family and not [p for p in family if _alive(p)], "the data workers outlived the trainer"
+    assert not (workdir / "summary.json").exists()
+    resume_and_compare(workdir, step, uninterrupted)
+
+
+# The trainer, with os.fsync sending it signals: PLAN is a JSON list of [signal, a fragment of a
+# file name, n]: the signal is sent at the n-th fsync of a file whose path holds the fragment
+# (counted from the previous signal), so it lands in the middle of that file's write.
+SIGNALLING_TRAINER = """
+import json, os, signal, sys
+real, plan, seen = os.fsync, json.loads(sys.argv[1]), [0]
+def fsync(fd):
+    if plan and plan[0][1] in os.readlink(f"/proc/self/fd/{fd}"):
+        seen[0] += 1
+        if seen[0] == plan[0][2]:
+            os.kill(os.getpid(), getattr(signal, plan.pop(0)[0]))
+            seen[0] = 0
+    return real(fd)
+os.fsync = fsync
+from tinyeffnet.train import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+@pytest.mark.parametrize("case", ["mid-checkpoint", "again-while-saving"])
+def test_signals_mid_write_keep_everything_and_resume_is_bit_identical(case, tmp_path, uninterrupted):
+    workdir = tmp_path / "m"
+    n = random.randint(1, 5)
+    if case == "mid-checkpoint":  # a checkpoint every step; SIGINT while step n's is written
+        plan, every = [["SIGINT", "step-", n]], "1"
+    else:  # SIGINT while a metrics line is written, SIGTERM while the stop's checkpoint is
+        plan, every = [["SIGINT", "metrics.jsonl", n], ["SIGTERM", "step-", 1]], "100"
+    out = subprocess.run([sys.executable, "-c", SIGNALLING_TRAINER, json.dumps(plan)] + STOPPABLE[:-2]
+                         + ["--checkpoint-every", every, "--keep-checkpoints", "100", "--workdir", str(workdir)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    step, checkpoint, _ = stopped_line(out.stderr, out.returncode, "SIGINT")
+    if case == "mid-checkpoint":
+        assert step == n, (n, step)
+    else:
+        assert "SIGTERM again: still writing the checkpoint" in out.stderr, out.stderr[-2000:]
+    assert not [name for name in os.listdir(workdir / "checkpoints") if ".tmp-" in name]
+    resume_and_compare(workdir, step, uninterrupted)
+
+
+# ------------------------------------------------------------------ one writer per work directory
+def _claimed_by(workdir):
+    try:
+        return open(workdir / ".claim").read().split()
+    except OSError:
+        return []
+
+
+def test_a_live_run_s_work_dir_is_refused_naming_it_and_resume_too(tmp_path):
+    workdir = tmp_path / "live"
+    holder = subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + SMALL + [
+        "--workdir", str(workdir), "--max-steps", "400"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while _steps_logged(workdir) < 1:
+            assert time.time() < deadline and holder.poll() is None, "the run did not get going"
+            time.sleep(0.1)
+        assert _claimed_by(workdir)[:2] == ["pid", str(holder.pid)]
+        before = {k: v for k, v in snapshot(workdir).items() if k != "metrics.jsonl" and "checkpoints" not in k}
+        for extra in ([], ["--resume"]):
+            out = run_cli(SMALL + ["--workdir", str(workdir), "--max-steps", "400"] + extra)
+            line = one_error_line(out.stderr)
+            assert out.returncode == 2 and f"pid {holder.pid} on host " in line and "in use" in line, line
+        after = snapshot(workdir)
+        assert {k: after[k] for k in before} == before
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.communicate(timeout=120)
+    assert holder.returncode == 143
+
+
+def test_two_trainers_started_together_on_one_new_work_dir(tmp_path):
+    workdir = tmp_path / "w"
+    procs = {v: subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + SMALL + [
+        "--variant", v, "--workdir", str(workdir), "--max-steps", "3"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for v in ("base", "nose@all")}
+    outs = {v: p.communicate(timeout=600) for v, p in procs.items()}
+    status = {v: p.returncode for v, p in procs.items()}
+    assert sorted(status.values()) == [0, 2], (status, {v: o[1][-2000:] for v, o in outs.items()})
+    winner = next(v for v in status if status[v] == 0)
+    loser = next(v for v in status if status[v] == 2)
+    line = one_error_line(outs[loser][1])
+    assert (f"pid {procs[winner].pid} on host " in line or "holds another run" in line), line
+    config = json.load(open(workdir / "config.json"))
+    summary = json.load(open(workdir / "summary.json"))
+    assert config["variant"] == summary["variant"] == winner
+    steps = [r["step"] for r in read_metrics(workdir / "metrics.jsonl") if r["kind"] == "step"]
+    assert steps == [1, 2, 3], steps
+    assert load_checkpoint(latest_checkpoint(workdir / "checkpoints"), PY)[1]["variant"] == winner
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_stop_at_the_same_step_with_one_checkpoint(tmp_path):
+    """The signal reaches the second process only (the one that writes nothing): both stop after the same step."""
+    workdir, port = tmp_path / "mp", _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + SMALL + [
+        "--workdir", str(workdir), "--max-steps", "400", "--checkpoint-every", "1000", "--coordinator-address",
+        f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        at, deadline = random.randint(2, 5), time.time() + 300
+        while _steps_logged(workdir) < at:
+            assert time.time() < deadline and all(p.poll() is None for p in procs), "the run did not get going"
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    stops = [stopped_line(err, p.returncode, "SIGTERM") for p, err in zip(procs, errs)]
+    assert stops[0] == stops[1] and stops[0][0] >= at, stops
+    step = stops[0][0]
+    assert os.listdir(workdir / "checkpoints") == [f"step-{step:08d}.safetensors"]
+    assert_everything_written_still_loads(workdir)
+    assert max(r["step"] for r in read_metrics(workdir / "metrics.jsonl") if r["kind"] == "step") == step

@@ -25,12 +25,13 @@ from .._files import WriteError, make_dirs, write_json
 from ..model import ModelSpec, build_model
 from ..nn.transfer import load_matching
 from ..plotting import plot_metrics
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, step_path
 from .config import ConfigError
 from .evaluation import Evaluator
 from .metrics_file import MetricsLog
 from .runtime import make_runtime
-from .rundir import Checkpoints, check_workdir, default_workdir, starting_point
+from .preemption import StopAgreement, Stopped, StopRequest
+from .rundir import Checkpoints, Claim, NoClaim, check_workdir, default_workdir, refuse_if_held, starting_point
 from .schedule import itstime, learning_rate
 from .step import StepOptions, init_state, make_bn_statistics_step, make_eval_step, make_train_step, trainable_names
 
@@ -42,26 +43,40 @@ class TrainingError(RuntimeError):
 def train(cfg):
     """Train as `cfg` says; returns the summary (also written to summary.json).
 
-    Everything that can refuse the request (flags, data, the work directory, a checkpoint
-    to resume) is checked before anything is written: a ConfigError leaves the disk as
-    it was."""
+    Everything that can refuse the request (flags, data, the work directory and its claim, a
+    checkpoint to resume) is checked before anything is written: a ConfigError leaves the
+    disk as it was. SIGTERM or SIGINT stops the run after the step in flight with a
+    checkpoint of that step (raises Stopped: tinyeffnet.training.preemption)."""
     started = time.time()
     run = set_up(cfg)
+    with run.claim:  # held until the end: no other process writes this work directory
+        state, step = _starting_state(cfg, run)
+        log = _open_workdir(cfg, run, step)
+        steps_per_epoch = run.train_loader.steps_per_epoch
+        total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+        run.say(f"data {cfg.data}: {run.train_loader.num_examples} train / {run.eval_loader.num_examples} eval "
+                f"images, {cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}, {steps_per_epoch} steps per "
+                f"epoch, {total_steps} steps; workdir {run.workdir}")
+
+        def lr_at(s):
+            return learning_rate(s / steps_per_epoch, cfg.lr, cfg.warmup_epochs, cfg.cosine_epochs)
+
+        recorder = StepRecorder(run.runtime, log, cfg, steps_per_epoch, lr_at, run.checkpoints)
+        with StopRequest() as request:
+            state, step, result, fields = _loop(cfg, run, state, step, total_steps, lr_at, log, recorder,
+                                                StopAgreement(run.runtime, request))
+        if result is None:  # resumed a finished run: score what is there
+            result, fields = run.evaluator.score(state)
+        return _finish(cfg, run, log, recorder, result, fields, "ema" if "ema" in state else "raw", step, started)
+
+
+def _loop(cfg, run, state, step, total_steps, lr_at, log, recorder, stop):
+    """Steps from `step` to `total_steps`, evaluating and checkpointing on the way; returns
+    (state, step, the last evaluation's result and fields, or None, None)."""
     runtime, train_loader, checkpoints, evaluator = run.runtime, run.train_loader, run.checkpoints, run.evaluator
     steps_per_epoch = train_loader.steps_per_epoch
-    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    state, step = _starting_state(cfg, run)
-    log = _open_workdir(cfg, run, step)
-    run.say(f"data {cfg.data}: {train_loader.num_examples} train / {run.eval_loader.num_examples} eval images, "
-            f"{cfg.image_size}x{cfg.image_size}, batch {cfg.batch_size}, {steps_per_epoch} steps per epoch, "
-            f"{total_steps} steps; workdir {run.workdir}")
-
-    def lr_at(s):
-        return learning_rate(s / steps_per_epoch, cfg.lr, cfg.warmup_epochs, cfg.cosine_epochs)
-
-    recorder = StepRecorder(runtime, log, cfg, steps_per_epoch, lr_at, checkpoints)
     progress = _progress_bar(total_steps, step, runtime.is_main)
-    result = None
+    result = fields = None
     try:
         while step < total_steps:
             epoch, in_epoch = divmod(step, steps_per_epoch)
@@ -76,6 +91,9 @@ def train(cfg):
                     checkpoints.save(state, step)
                 if step >= total_steps:
                     break
+                # At an epoch's end the stop waits for its evaluation (a resumed run would skip it).
+                if step % steps_per_epoch and (signum := stop.now()):
+                    _stop(run, recorder, state, step, signum)
             recorder.flush()
             if itstime(step, cfg.eval_every * steps_per_epoch, total_steps):
                 state, result, fields = evaluator.after_epoch(state, (step - 1) // steps_per_epoch)
@@ -83,13 +101,21 @@ def train(cfg):
                 log.write(record)
                 run.say(_epoch_line(record, "ema" in state))
                 checkpoints.save(state, step, result["top1"], record)
+            if step < total_steps and (signum := stop.now()):
+                _stop(run, recorder, state, step, signum)
     finally:
         progress.close()
         train_loader.close()
         run.eval_loader.close()
-    if result is None:  # resumed a finished run: score what is there
-        result, fields = evaluator.score(state)
-    return _finish(cfg, run, log, recorder, result, fields, "ema" if "ema" in state else "raw", step, started)
+    return state, step, result, fields
+
+
+def _stop(run, recorder, state, step, signum):
+    """The run was asked to stop (a signal) after `step`: keep a checkpoint of it, then raise Stopped."""
+    recorder.flush()
+    if run.checkpoints.saved_step != step:
+        run.checkpoints.save(state, step)
+    raise Stopped(signum, step, step_path(run.checkpoints.directory, step), run.workdir)
 
 
 # --------------------------------------------------------------------- set-up and end
@@ -105,22 +131,39 @@ class Run(NamedTuple):
     eval_loader: Loader
     evaluator: Evaluator
     checkpoints: Checkpoints
+    claim: object            # rundir.Claim: this process alone writes the work directory
 
 
 def set_up(cfg):
     """The run's pieces. Everything that can refuse the request (flags, data, the work
     directory, the weights to start from) is read first and refused as a ConfigError, before
-    anything is written; then the network (its ModelSpec: the flags, the data, and the
-    padding, BN eps and pixels' normalization of the weights it starts from) and its steps."""
+    anything is written; then the work directory is claimed, and the network is built."""
     try:
         runtime = make_runtime(cfg.backend, cfg.dtype, cfg.coordinator_address, cfg.num_processes, cfg.process_id)
         _check_batch_split(cfg.batch_size, runtime)
         workdir = cfg.workdir or default_workdir(cfg)
-        check_workdir(workdir, cfg)
+        if runtime.is_main:  # the others write nothing (and on a shared folder would see the first one's files)
+            refuse_if_held(workdir)  # a run in progress is named, not misread as a folder holding one
+        if runtime.is_main or cfg.resume:
+            check_workdir(workdir, cfg)
         start = starting_point(cfg, runtime.backend, workdir)
         train_loader, eval_loader = _open_loaders(cfg, runtime)  # each host reads its shard of every batch
     except (ValueError, OSError) as e:  # DataError and CheckpointError are ValueErrors
         raise ConfigError(str(e)) from None
+    claim = NoClaim()
+    try:
+        claim = _claim(workdir, cfg, runtime.is_main)
+        return _build(cfg, runtime, workdir, start, train_loader, eval_loader, claim)
+    except BaseException:
+        claim.release(undo=True)
+        train_loader.close()
+        eval_loader.close()
+        raise
+
+
+def _build(cfg, runtime, workdir, start, train_loader, eval_loader, claim):
+    """The network (its ModelSpec: the flags, the data, and the padding, BN eps and pixels'
+    normalization of the weights it starts from), its steps, its evaluator and checkpoints."""
     say = print if runtime.is_main else (lambda *a, **k: None)
     # Pixels are normalised as the weights were trained: a converted model's mean/std on photos.
     normalization = Normalization(*start.normalization) if start.normalization else train_loader.normalization
@@ -139,7 +182,22 @@ def set_up(cfg):
                           runtime.compile_bn_statistics_step(make_bn_statistics_step(net, options)),
                           train_loader, eval_loader, normalization, cfg.eval_examples, cfg.precise_bn)
     checkpoints = Checkpoints(workdir, runtime, spec, cfg, train_loader.steps_per_epoch)
-    return Run(runtime, workdir, say, net, optimizer, train_step, train_loader, eval_loader, evaluator, checkpoints)
+    return Run(runtime, workdir, say, net, optimizer, train_step, train_loader, eval_loader, evaluator, checkpoints,
+               claim)
+
+
+def _claim(workdir, cfg, main):
+    """The work directory's claim (only the first process writes), checked again once held:
+    another run may have written the folder since check_workdir read it."""
+    if not main:
+        return NoClaim()
+    claim = Claim.take(workdir)
+    try:
+        check_workdir(workdir, cfg)
+    except ConfigError:
+        claim.release(undo=True)
+        raise
+    return claim
 
 
 def _starting_state(cfg, run):
@@ -204,9 +262,11 @@ def _finish(cfg, run, log, recorder, result, fields, weights, step, started):
 def run(cfg):
     """train(cfg) as a command runs it: an exit status and, on failure, one line.
 
-    2: the request was refused (ConfigError), nothing was written; 1: the run failed (it
-    diverged, a write failed, the data broke), what it wrote before stays loadable;
-    130: interrupted."""
+    2: the request was refused (ConfigError: bad flags, or the work directory holds another
+    run or is claimed by a live one), nothing was written; 1: the run failed (it diverged, a
+    write failed, the data broke), what it wrote before stays loadable; 143 (SIGTERM) or 130
+    (SIGINT, Ctrl-C): stopped on the signal after a step, its checkpoint written (--resume
+    continues); 130 also for a Ctrl-C before the first step, when there is nothing to save."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
@@ -222,6 +282,9 @@ def run(cfg):
     except (ValueError, DataError, CheckpointError, TrainingError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Stopped as e:
+        print(str(e), file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         print("interrupted: the latest checkpoint is kept; continue with --resume --workdir DIR", file=sys.stderr)
         return 130
