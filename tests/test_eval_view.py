@@ -86,6 +86,20 @@ def test_tensorflows_view_is_other_pixels(reference):
     assert worst > 16
 
 
+def test_the_family_tables_are_the_libraries_defaults():
+    _, metadata = read_state_dict(FIXTURE)
+    recorded = json.loads(metadata["defaults"])
+    modes = {"center": "resize-crop", "squash": "squash-crop"}
+    for model in [f"b{i}" for i in range(8)]:
+        for family in ("timm", "timm-pytorch"):
+            size, crop_pct, interpolation, crop_mode = recorded[family][model]
+            assert FAMILIES[family].eval_view(model) == (EvalView(modes[crop_mode], crop_pct, interpolation), size)
+        crop, resize, interpolation = recorded["torchvision"][model]
+        view, size = FAMILIES["torchvision"].eval_view(model)
+        assert (size, view.resize_size(size), view.mode, view.interpolation) == (crop, resize, "resize-crop",
+                                                                                   interpolation)
+
+
 def test_the_eval_split_and_the_spec_use_the_recorded_view(tmp_path):
     for split in ("train", "val"):
         (tmp_path / split / "n01").mkdir(parents=True)

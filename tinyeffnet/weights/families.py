@@ -8,8 +8,8 @@
 
 Each library evaluates its weights its own way (`eval_view(model)`: the EvalView and the
 resolution, when no hub config.json says otherwise): timm and torchvision resize the short
-side to size / crop_pct and take the center crop (timm's crop_pct per model from its
-pretrained configs, bicubic; torchvision's IMAGENET1K_V1 presets); TensorFlow's crop of
+side to size / crop_pct and take the center crop (timm's resolution and crop_pct per model
+from its default pretrained configs, bicubic; torchvision's IMAGENET1K_V1 presets); TensorFlow's crop of
 size / (size + 32) of the short side, then resize, is tinyeffnet's own view.
 
 timm's tf_ models are the TensorFlow-trained weights of the EfficientNet authors, ported:
@@ -32,7 +32,11 @@ RESOLUTIONS = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456,
 # timm's pretrained configs of tf_efficientnet_bN (every tag: ns_jft_in1k, aa_in1k, ap_in1k, ...), bicubic
 TIMM_TF_CROP_PCT = {"b0": 0.875, "b1": 0.882, "b2": 0.890, "b3": 0.904, "b4": 0.922, "b5": 0.934, "b6": 0.942,
                     "b7": 0.949}
-TIMM_DEFAULT_CROP_PCT = 0.875  # timm's default, and its efficientnet_b0's
+# timm's default pretrained configs of efficientnet_bN (the default tag's): (resolution, crop_pct, crop mode), bicubic
+TIMM_PT_DEFAULTS = {"b0": (224, 0.875, "resize-crop"), "b1": (240, 0.9, "resize-crop"),
+                    "b2": (256, 0.875, "resize-crop"), "b3": (288, 0.875, "resize-crop"),
+                    "b4": (320, 0.875, "resize-crop"), "b5": (448, 1.0, "squash-crop"),
+                    "b6": (528, 0.942, "resize-crop"), "b7": (600, 0.949, "resize-crop")}
 # torchvision's EfficientNet_BN_Weights.IMAGENET1K_V1 presets: (crop size, resize size, interpolation)
 TORCHVISION_PRESETS = {"b0": (224, 256, "bicubic"), "b1": (240, 256, "bicubic"), "b2": (288, 288, "bicubic"),
                        "b3": (300, 320, "bicubic"), "b4": (380, 384, "bicubic"), "b5": (456, 456, "bicubic"),
@@ -151,7 +155,8 @@ def _timm_tf_view(model):
 
 
 def _timm_view(model):
-    return EvalView("resize-crop", TIMM_DEFAULT_CROP_PCT, "bicubic"), RESOLUTIONS[model]
+    size, crop_pct, mode = TIMM_PT_DEFAULTS[model]
+    return EvalView(mode, crop_pct, "bicubic"), size
 
 
 def _torchvision_view(model):
