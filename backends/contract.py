@@ -53,6 +53,7 @@ class Backend:
     dtypes = FLOAT_DTYPES + INT_DTYPES   # every dtype an array of this backend can have
     compute_dtypes = FLOAT_DTYPES        # the float dtypes a network computes in here
     default_float = "float64"
+    shapes_only = False  # True: arrays carry shapes and dtypes, no values (nothing is computed)
 
     @classmethod
     def resolve_options(cls, **options):

@@ -24,6 +24,7 @@ class MetaBackend(Backend):
     name = "meta"
     dtypes = FLOAT_DTYPES + INT_DTYPES
     default_float = "float32"
+    shapes_only = True
 
     def __init__(self):
         self.macs = 0

@@ -33,7 +33,8 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, default=32, help="input resolution (default 32)")
     p.add_argument("--batch-size", type=int, default=1, help="images per step (default 1)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes (default 1000)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="jax compute dtype")
+    p.add_argument("--dtype", default="float32", help="jax compute dtype: one of the backend's compute dtypes "
+                   "(default float32)")
     p.add_argument("--steps", type=int, default=10,
                    help="timed steps per round for jax, median of 3 rounds (default 10; 0: compile and analyse only)")
     p.add_argument("--depthwise", choices=["taps", "conv"], default=None,
@@ -61,9 +62,11 @@ def main(argv=None):
     if args.topology and (args.variant is None or args.steps):
         p.error("--topology compiles a step for hardware that is not here: give --variant V and --steps 0")
     try:
-        get_backend(args.backend)
+        allowed = get_backend(args.backend).compute_dtypes
     except (ValueError, ImportError) as e:
         p.error(str(e))
+    if args.backend == "jax" and args.dtype not in allowed:  # the python step computes in float64 always
+        p.error(f"--dtype {args.dtype}: the {args.backend} backend computes in {', '.join(allowed)}")
 
     if args.variant is None:
         results = bench_conv(args.backend, args.min_seconds)

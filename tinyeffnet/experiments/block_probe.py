@@ -109,12 +109,12 @@ def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=
     With `train`, BN normalises with the batch's own statistics: the top-1 then says what
     the weights can do when the moving statistics are taken out of the picture."""
     from data_tools import DataError, Loader, open_dataset
-    from ..training.evaluation import checkpoint_normalization
+    from ..training.evaluation import spec_normalization
     from ..training.runtime import make_runtime
     from ..training.state import load_model
     runtime = make_runtime(backend)
-    net, meta = load_model(path, backend)
-    dataset = open_dataset(data, "eval", int(meta.get("image_size") or net.default_image_size))
+    net, meta = load_model(path, runtime.backend)
+    dataset = open_dataset(data, "eval", net.spec.resolution)
     if dataset.num_classes != net.num_classes:
         raise DataError(f"{data} has {dataset.num_classes} classes but {meta['path']} was trained for "
                         f"{net.num_classes}: probe it on the data it was trained on")
@@ -122,12 +122,11 @@ def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=
     try:
         batch = next(iter(loader.batches(0)))
         images, labels, _ = runtime.put_batch(batch, loader.batch_shape,
-                                         checkpoint_normalization(meta) or loader.normalization)
+                                         spec_normalization(net.spec, data) or loader.normalization)
     finally:
         loader.close()
-    params = {n: p.data for n, p in net.named_parameters()}
-    buffers = {n: b.data for n, b in net.named_buffers()}
-    rows, logits = block_statistics(net, params, buffers, images, train)
+    arrays = net.arrays()
+    rows, logits = block_statistics(net, arrays["params"], arrays["buffers"], images, train)
     n = batch.valid
     correct = topk_correct(net.backend, logits, labels, (1,))[1]
     top1 = sum(net.backend.to_flat(correct)[:n]) / n

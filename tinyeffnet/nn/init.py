@@ -47,7 +47,7 @@ def initialize(model, scheme="xavier", seed=0, backend=None):
     from backends import get_backend
     tensors = list(model.state_dict().values())
     target = get_backend(backend) if backend is not None else tensors[0].backend
-    host = target if target.name == "meta" else get_backend("python")
+    host = target if target.shapes_only else get_backend("python")
     dtypes = [t.dtype for t in tensors]
     for t in tensors:
         t.backend = host
