@@ -4,14 +4,15 @@ the paper's Table II, the SE variants of EfficientNet-B0 trained side by side.
 Every chosen variant is trained with the identical recipe (every flag of
 `python -m tinyeffnet.train`), the same data order and the same seeds, each into
 DIR/<variant>/seed-<s>/; then DIR/table2.md, table2.json and table2.png compare our
-figures with the paper's. Rerun the same command to resume. See
-tinyeffnet.experiments.ablation for how runs are planned and isolated.
+figures with the paper's. Rerun the same command to resume; start it on several machines
+(or several times) on one shared DIR and they split the runs. See
+tinyeffnet.experiments.ablation for how runs are planned, shared and isolated.
 """
 import sys
 
 from ._cli import run_command
-from .experiments.ablation import AblationError, ablate, parse_variants
-from .experiments.table2 import BASE, markdown_table, write_report
+from .experiments.ablation import AblationError, AblationStopped, ablate, parse_variants, write_table_once
+from .experiments.table2 import BASE, markdown_table
 from .model import VARIANTS
 from .training.config import build_parser, config_from_args
 
@@ -67,14 +68,21 @@ def main(argv=None):
         table, failed = ablate(cfg, variants, seeds, workdir, train=not args.report_only)
     except AblationError as e:
         return fail(str(e))
+    except AblationStopped as e:
+        print("stopped by a signal: the run in progress wrote a checkpoint; finished runs are kept; rerun the "
+              "same command to resume", file=sys.stderr)
+        return e.status
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs and checkpoints are kept; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    paths = write_report(table, workdir)
+    paths, wrote = write_table_once(table, workdir)
     print()
     print(markdown_table(table))
-    print(f"\nwrote {paths['md']}, {paths['json']}, {paths['png']}")
+    if wrote:
+        print(f"\nwrote {paths['md']}, {paths['json']}, {paths['png']}")
+    else:
+        print(f"\n{paths['json']} already holds this table (written before, or by another worker): left as it is")
     if failed:
         print(f"{len(failed)} run(s) failed: " + ", ".join(f"{f['variant']} seed {f['seed']}" for f in failed)
               + "; rerun the same command to retry them", file=sys.stderr)

@@ -11,6 +11,12 @@ Resumable: rerun the same command and a finished run (summary.json present, conf
 matching the request) is not trained again; an interrupted one continues from its latest
 checkpoint. A run folder trained with another recipe is an error, never overwritten.
 
+Shared: the same command started several times on one DIR (on one machine, or on machines
+sharing the folder) splits the runs. Each run claims its folder as every `train` does (an
+OS lock, dropped when its process ends, kill -9 included): a worker skips a run claimed by
+a live process, resumes one left unfinished and unclaimed, waits while others hold the
+rest, and the table is written once (DIR/.table-claim).
+
 Each run trains in its own Python process (tinyeffnet.training.loop.run): a crash or an
 out-of-memory stops that run only, peak memory is measured per run, and JAX starts fresh.
 Compiled programs are shared through a persistent JAX compilation cache in DIR/.jax-cache
@@ -18,17 +24,21 @@ Compiled programs are shared through a persistent JAX compilation cache in DIR/.
 compilation.
 """
 import dataclasses
+import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
-from .._files import read_json_object, write_json
+from .._files import WriteError, dumps, make_dirs, read_json_object, write_json
 from ..model import VARIANTS, canonical_variant
 from ..training.checkpoint import latest_checkpoint
 from ..training.config import NOT_TRAJECTORY, TrainConfig, config_differences
-from .table2 import build_table
+from ..training.preemption import exit_status
+from ..training.rundir import CLAIM_FD_ENV, Claim, WorkdirHeld
+from .table2 import build_table, write_report
 
 RUN_INFO = "ablation-run.json"  # written by the run's process: memory, device, process time
 # Flags that do not change what a finished run reports: it stays valid when they differ
@@ -127,14 +137,32 @@ def _child_main(cfg_json):
     return run_in_process(TrainConfig(**json.loads(cfg_json)))
 
 
-def _run_child(cfg, env):
+class AblationStopped(Exception):
+    """The run in progress stopped on a signal (its checkpoint written): this worker stops too."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def _run_child(cfg, env, claim_fd):
+    """The run's process, to its end, holding the run's claim with this one (`claim_fd`); a
+    SIGTERM to this worker is passed on to it (the run checkpoints and stops), and a stopped
+    run stops this worker (AblationStopped)."""
     code = "import sys; from tinyeffnet.experiments.ablation import _child_main; sys.exit(_child_main(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(dataclasses.asdict(cfg))], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(dataclasses.asdict(cfg))], env=env,
+                            pass_fds=(claim_fd,))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
-        return proc.wait()
+        status = proc.wait()
     except KeyboardInterrupt:  # the run got the same Ctrl-C: let it finish its checkpoint
         proc.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if status in (exit_status(signal.SIGTERM), exit_status(signal.SIGINT)):
+        raise AblationStopped(status)
+    return status
 
 
 def _run_record(cfg, summary):
@@ -163,44 +191,102 @@ def _notes(cfg, runs):
     return notes
 
 
-def ablate(cfg, variants, seeds, workdir, say=print, train=True):
+def ablate(cfg, variants, seeds, workdir, say=print, train=True, poll_seconds=2.0):
     """Train what is missing, write the report; returns (table, failed runs). With train=False
-    nothing is trained: the table holds the runs finished so far and names the others."""
-    jobs = [(v, s) for v in variants for s in seeds]
-    plans = []
-    for v, s in jobs:  # check every folder before training anything
-        run_cfg = dataclasses.replace(cfg, variant=v, seed=s, workdir=run_dir(workdir, v, s), resume=False)
-        plans.append((run_cfg, *plan(run_cfg)))
-    env = _child_env(workdir)
-    runs, failed, missing = {v: [] for v in variants}, [], []
-    for i, (run_cfg, holds, detail) in enumerate(plans, 1):
-        tag = f"[{i}/{len(plans)}] {run_cfg.variant} seed {run_cfg.seed}"
-        if holds == "done":
-            say(f"{tag}: finished before (top-1 {detail['top1']:.4f}), not trained again: {run_cfg.workdir}")
-            runs[run_cfg.variant].append(_run_record(run_cfg, detail))
-            continue
-        if not train:
-            say(f"{tag}: not finished, left out of the table (--report-only)")
-            missing.append(f"{run_cfg.variant} seed {run_cfg.seed}")
-            continue
-        run_cfg.resume = holds == "resume"
-        doing = "training" if holds == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
-                                                     "restarting (no checkpoint yet)")
-        say(f"{tag}: {doing} "
-            f"-> {run_cfg.workdir}", flush=True)
-        start = time.time()
-        status = _run_child(run_cfg, env)
-        summary = read_json_object(os.path.join(run_cfg.workdir, "summary.json"))
-        if status != 0 or summary is None:
-            failed.append(dict(variant=run_cfg.variant, seed=run_cfg.seed,
-                               error=f"training process exited with status {status} (its error is above)"))
-            say(f"{tag}: FAILED (exit status {status}); the other runs go on", flush=True)
-            continue
-        runs[run_cfg.variant].append(_run_record(run_cfg, summary))
-        say(f"{tag}: top-1 {summary['top1']:.4f} top-5 {summary['top5']:.4f}, {time.time() - start:.0f} s "
-            f"(train {summary.get('seconds', 0):.0f} s)", flush=True)
-    table = _table(cfg, variants, runs, failed, workdir, missing)
-    return table, failed
+    nothing is trained: the table holds the runs finished so far and names the others.
+
+    Several workers (this command started more than once on the same DIR, on one machine or on
+    machines sharing it) split the runs: a worker claims a run folder (rundir.Claim, handed
+    down to the run's process) before training it; one claimed by a live run is left to it,
+    and one unfinished and unclaimed (its worker died) is resumed.
+    A worker returns once every run is finished, or failed in its own hands."""
+    configs = [dataclasses.replace(cfg, variant=v, seed=s, workdir=run_dir(workdir, v, s), resume=False)
+               for v in variants for s in seeds]
+    first = [plan(c) for c in configs]  # check every folder before training anything
+    tags = [f"[{i}/{len(configs)}] {c.variant} seed {c.seed}" for i, c in enumerate(configs, 1)]
+    finished, failed, missing = {}, {}, []
+    if not train:
+        for i, (c, (holds, detail)) in enumerate(zip(configs, first)):
+            if holds == "done":
+                finished[i] = _run_record(c, detail)
+                say(f"{tags[i]}: finished (top-1 {detail['top1']:.4f})")
+            else:
+                say(f"{tags[i]}: not finished, left out of the table (--report-only)")
+                missing.append(f"{c.variant} seed {c.seed}")
+    env, waiting = _child_env(workdir), None
+    while train and len(finished) + len(failed) < len(configs):
+        held = []
+        for i, c in enumerate(configs):
+            if i in finished or i in failed:
+                continue
+            if first[i][0] == "done":  # finished before: nothing to claim
+                finished[i] = _run_record(c, first[i][1])
+                say(f"{tags[i]}: finished before (top-1 {first[i][1]['top1']:.4f}), not trained again: {c.workdir}")
+                continue
+            try:
+                claim = Claim.take(c.workdir, attempts=1)
+            except WorkdirHeld as e:
+                held.append(f"{c.variant} seed {c.seed} ({e.who})")
+                continue
+            with claim:  # handed down to the run's process, released when it ends
+                holds, detail = plan(c)
+                if holds == "done":
+                    finished[i] = _run_record(c, detail)
+                    say(f"{tags[i]}: finished by another worker (top-1 {detail['top1']:.4f}): {c.workdir}")
+                    continue
+                ok, outcome = _train_one(c, holds, detail, tags[i], env, say, claim)
+            (finished if ok else failed)[i] = outcome
+            break  # look again from the first run: one left by a dead worker comes first
+        else:
+            if held and held != waiting:
+                say(f"waiting for runs other workers hold: {', '.join(held)}", flush=True)
+            waiting = held
+            time.sleep(poll_seconds if held else 0)
+    runs = {v: [] for v in variants}
+    for i in sorted(finished):
+        runs[configs[i].variant].append(finished[i])
+    failed = [failed[i] for i in sorted(failed)]
+    return _table(cfg, variants, runs, failed, workdir, missing), failed
+
+
+def _train_one(cfg, holds, detail, tag, env, say, claim):
+    """Train (or resume) one run in its own process, which inherits `claim`: (True, its
+    record) or (False, the failure)."""
+    cfg = dataclasses.replace(cfg, resume=holds == "resume")
+    doing = "training" if holds == "fresh" else ("resuming from " + os.path.basename(detail) if detail else
+                                                 "restarting (no checkpoint yet)")
+    say(f"{tag}: {doing} -> {cfg.workdir}", flush=True)
+    start = time.time()
+    status = _run_child(cfg, dict(env, **{CLAIM_FD_ENV: str(claim.fd)}), claim.fd)
+    summary = read_json_object(os.path.join(cfg.workdir, "summary.json"))
+    if status != 0 or summary is None:
+        say(f"{tag}: FAILED (exit status {status}); the other runs go on", flush=True)
+        return False, dict(variant=cfg.variant, seed=cfg.seed,
+                           error=f"training process exited with status {status} (its error is above)")
+    say(f"{tag}: top-1 {summary['top1']:.4f} top-5 {summary['top5']:.4f}, {time.time() - start:.0f} s "
+        f"(train {summary.get('seconds', 0):.0f} s)", flush=True)
+    return True, _run_record(cfg, summary)
+
+
+def write_table_once(table, workdir):
+    """(paths of table2.*, whether this call wrote them). Workers that finish together write
+    the table one at a time (a lock on DIR/.table-claim): one that finds the same table
+    already written leaves it."""
+    paths = {k: os.path.join(workdir, f"table2.{k}") for k in ("json", "md", "png")}
+    make_dirs(workdir)
+    lock = os.path.join(workdir, ".table-claim")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise WriteError(lock, e) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        same = read_json_object(paths["json"]) == json.loads(dumps(table))
+        if same and all(os.path.exists(p) for p in paths.values()):
+            return paths, False
+        return write_report(table, workdir), True
+    finally:
+        os.close(fd)
 
 
 def _table(cfg, variants, runs, failed, workdir, missing=()):
