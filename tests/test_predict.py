@@ -132,3 +132,40 @@ def test_every_command_ends_quietly_when_stdout_closes():
     out = subprocess.run(f"{sys.executable} -c \"{code}\" | head -c 10 > /dev/null; echo ${{PIPESTATUS[0]}}",
                          shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "141" and out.stderr == "", out.stderr
+
+
+def test_the_progress_bar_shows_on_a_terminal_only():
+    from tinyeffnet.predict import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    shown, hidden = Terminal(), io.StringIO()
+    for stream in (shown, hidden):
+        progress = Progress(4, stream)
+        for _ in range(3):
+            progress.advance()
+            progress.draw()
+        progress.clear()
+    assert hidden.getvalue() == ""
+    frames = shown.getvalue().split("\r")
+    assert frames[3].startswith("[" + "#" * 22 + "." * 8 + "] 3/4 images, ") and frames[-1] == "\033[K"
+
+
+def test_evaluate_feeds_photos_the_view_the_checkpoint_records(checkpoint, monkeypatch):
+    from data_tools import DataError
+    from data_tools.eval_view import EvalView
+    from tinyeffnet.training import evaluation
+    asked = []
+
+    def opened(data, split, size, **options):
+        asked.append((data, size, options.get("eval_view")))
+        raise DataError("stop here")
+
+    monkeypatch.setattr(evaluation, "open_dataset", opened)
+    for data in ("imagenet:/photos", "default"):
+        with pytest.raises(DataError, match="stop here"):
+            evaluation.evaluate_checkpoint(checkpoint, data, "python")
+    # photos: timm's view of tf_efficientnet_b0 as converted; Fashion-MNIST: its own
+    assert asked == [("imagenet:/photos", 48, EvalView("resize-crop", 0.875, "bicubic")), ("default", 48, None)]
