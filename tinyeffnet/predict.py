@@ -42,18 +42,9 @@ def class_names(spec):
     return [str(i) for i in range(spec.num_classes)]
 
 
-def predict(checkpoint, paths, backend="jax", top=5, use_ema=None, batch_size=DEFAULT_BATCH, workers=None):
-    """One result per image file of `paths`, in order: {"image", "top": [{class_index, name,
-    probability}]} or {"image", "error"}. A generator: results come batch by batch."""
-    predictor = Predictor(checkpoint, backend, use_ema, batch_size)
-    loader = predictor.open(paths, workers)
-    try:
-        yield from results(predictor, loader, top)
-    finally:
-        loader.close()
-
-
 def results(predictor, loader, top):
+    """Per file of `loader`, in order: {"image", "top": [{class_index, name, probability}]}, or
+    {"image", "error"} for a file that could not be read."""
     names = class_names(predictor.spec)
     for image, best, reason in predictor.classes(loader, top):
         if best is None:
@@ -140,11 +131,12 @@ def main(argv=None):
     except (ValueError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    writer = Writer("json" if args.json else "csv" if args.csv else "text", args.top)
+    top = min(args.top, predictor.spec.num_classes)
+    writer = Writer("json" if args.json else "csv" if args.csv else "text", top)
     progress = Progress(len(loader.dataset))
     unreadable = 0
     try:
-        for result in results(predictor, loader, args.top):
+        for result in results(predictor, loader, top):
             progress.clear()
             if "error" in result:
                 unreadable += 1
