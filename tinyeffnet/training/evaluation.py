@@ -168,7 +168,10 @@ class Predictor:
         self.net, self.meta = load_model(path, self.runtime.backend, use_ema)
         devices = self.runtime.device_count
         self.batch_size = max(devices, batch_size - batch_size % devices)
-        self.state = self.runtime.put_state(self.net.arrays())
+        # put_state copies (the train step donates its state); this program donates nothing, so on
+        # one device the model's own arrays serve as they are (a second saved on a full B0)
+        arrays = self.net.arrays()
+        self.state = arrays if self.runtime.device_count == 1 else self.runtime.put_state(arrays)
         options = StepOptions(compute_dtype=self.runtime.compute_dtype)
         self.step = self.runtime.compile_eval_step(make_predict_step(self.net, options))
 
