@@ -109,12 +109,12 @@ def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=
     With `train`, BN normalises with the batch's own statistics: the top-1 then says what
     the weights can do when the moving statistics are taken out of the picture."""
     from data_tools import DataError, Loader, open_dataset
-    from ..training.evaluation import spec_normalization
+    from ..training.evaluation import spec_normalization, spec_view
     from ..training.runtime import make_runtime
     from ..training.state import load_model
     runtime = make_runtime(backend)
     net, meta = load_model(path, runtime.backend)
-    dataset = open_dataset(data, "eval", net.spec.resolution)
+    dataset = open_dataset(data, "eval", net.spec.resolution, eval_view=spec_view(net.spec, data))
     if dataset.num_classes != net.num_classes:
         raise DataError(f"{data} has {dataset.num_classes} classes but {meta['path']} was trained for "
                         f"{net.num_classes}: probe it on the data it was trained on")
