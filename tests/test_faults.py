@@ -17,6 +17,8 @@ nothing is misreported.
 - two processes of one multi-host run, the signal sent to one: both stop at the same step;
 - one writer per work directory: trainers started together on one new folder (one runs,
   the other is refused naming it, nothing interleaved), and --resume of a live run refused;
+- ablation workers sharing a folder: two started together train each run once and write
+  the table once; a worker killed (kill -9, with its run) leaves its run to another one;
 - a warning (an unreadable image) is printed on its own line, not into the progress bar.
 """
 import errno
@@ -43,6 +45,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--backend", "jax", "--variant", "base", "--width", "0.25", "--depth", "0.1", "--image-size", "16",
          "--batch-size", "16", "--epochs", "1", "--eval-examples", "32", "--workers", "0", "--log-every", "1"]
 PY = get_backend("python")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(request):
+    """The trainers this module starts share JAX's persistent compilation cache (in
+    .pytest_cache): each compiles the same tiny network, and loading it is much faster."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache.mkdir("jax-compilation-cache")))
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        yield
 
 
 def run_cli(args, timeout=600, **kw):
@@ -537,3 +553,65 @@ def test_two_processes_stop_at_the_same_step_with_one_checkpoint(tmp_path):
     assert os.listdir(workdir / "checkpoints") == [f"step-{step:08d}.safetensors"]
     assert_everything_written_still_loads(workdir)
     assert max(r["step"] for r in read_metrics(workdir / "metrics.jsonl") if r["kind"] == "step") == step
+
+
+# ------------------------------------------------------------------ ablation workers sharing one folder
+VARIANTS_RUN = ["base", "nose@all"]
+SHARED = ["--variants", ",".join(VARIANTS_RUN), "--data", "default", "--backend", "jax", "--width", "0.25",
+          "--depth", "0.1", "--batch-size", "16", "--image-size", "16", "--eval-examples", "32", "--epochs", "1",
+          "--workers", "0", "--log-every", "1"]
+
+
+def _worker(workdir, env, *extra):
+    return subprocess.Popen([sys.executable, "-m", "tinyeffnet.ablation", "--workdir", str(workdir)] + SHARED
+                            + list(extra), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+@pytest.fixture
+def shared_env():
+    return dict(os.environ)  # with the module's compilation cache
+
+
+def _steps(folder):
+    with open(folder / "metrics.jsonl") as f:
+        return [r["step"] for r in map(json.loads, f) if r["kind"] == "step"]
+
+
+def test_two_workers_split_the_runs_and_write_the_table_once(tmp_path, shared_env):
+    workers = [_worker(tmp_path, shared_env, "--max-steps", "3") for _ in range(2)]
+    outs = [w.communicate(timeout=900) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outs]
+    for v in VARIANTS_RUN:  # each run trained by one worker, once: its steps logged once each
+        assert sum(out.count(f"{v} seed 0: training") for out, _ in outs) == 1, [out for out, _ in outs]
+        assert _steps(tmp_path / v / "seed-0") == [1, 2, 3]
+    assert sorted("wrote " in out for out, _ in outs) == [False, True]
+    assert sum("already holds this table" in out for out, _ in outs) == 1
+    with open(tmp_path / "table2.json") as f:
+        table = json.load(f)
+    assert list(table["variants"]) == VARIANTS_RUN and not table.get("failed")
+    assert all(table["variants"][v]["top1"] is not None for v in VARIANTS_RUN)
+
+
+def test_a_killed_worker_leaves_its_run_to_another(tmp_path, shared_env):
+    steps = ["--max-steps", "30", "--checkpoint-every", "1"]  # killed after its first checkpoint, long before step 30
+    first = _worker(tmp_path, shared_env, *steps)
+    run = tmp_path / VARIANTS_RUN[0] / "seed-0"
+    try:
+        deadline = time.time() + 600
+        while not (run / "checkpoints").is_dir() or not os.listdir(run / "checkpoints"):
+            assert time.time() < deadline and first.poll() is None, "the first worker did not get going"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its run's process: a machine lost
+        first.communicate()
+    second = _worker(tmp_path, shared_env, *steps)
+    out, err = second.communicate(timeout=900)
+    assert second.returncode == 0, err[-3000:]
+    assert f"{VARIANTS_RUN[0]} seed 0: resuming from step-" in out and f"{VARIANTS_RUN[1]} seed 0: training" in out
+    assert "wrote " in out
+    with open(tmp_path / "table2.json") as f:
+        table = json.load(f)
+    assert list(table["variants"]) == VARIANTS_RUN and not table.get("failed")
+    for v in VARIANTS_RUN:
+        assert json.load(open(tmp_path / v / "seed-0" / "summary.json"))["steps"] == 30

@@ -76,7 +76,10 @@ def main(argv=None):
         print("\ninterrupted: finished runs and checkpoints are kept; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    paths, wrote = write_table_once(table, workdir)
+    try:
+        paths, wrote = write_table_once(table, workdir)
+    except OSError as e:  # WriteError: one line naming the file
+        return fail(str(e), status=1)
     print()
     print(markdown_table(table))
     if wrote:

@@ -219,20 +219,21 @@ def ablate(cfg, variants, seeds, workdir, say=print, train=True, poll_seconds=2.
         for i, c in enumerate(configs):
             if i in finished or i in failed:
                 continue
-            if first[i][0] == "done":  # finished before: nothing to claim
-                finished[i] = _run_record(c, first[i][1])
-                say(f"{tags[i]}: finished before (top-1 {first[i][1]['top1']:.4f}), not trained again: {c.workdir}")
-                continue
-            try:
+            try:  # even a finished run: its process may still be writing RUN_INFO
                 claim = Claim.take(c.workdir, attempts=1)
             except WorkdirHeld as e:
                 held.append(f"{c.variant} seed {c.seed} ({e.who})")
+                continue
+            except OSError as e:  # the folder cannot be written (WriteError: one line)
+                failed[i] = dict(variant=c.variant, seed=c.seed, error=str(e))
+                say(f"{tags[i]}: FAILED ({e}); the other runs go on", flush=True)
                 continue
             with claim:  # handed down to the run's process, released when it ends
                 holds, detail = plan(c)
                 if holds == "done":
                     finished[i] = _run_record(c, detail)
-                    say(f"{tags[i]}: finished by another worker (top-1 {detail['top1']:.4f}): {c.workdir}")
+                    by = "before" if first[i][0] == "done" else "by another worker"
+                    say(f"{tags[i]}: finished {by} (top-1 {detail['top1']:.4f}), not trained again: {c.workdir}")
                     continue
                 ok, outcome = _train_one(c, holds, detail, tags[i], env, say, claim)
             (finished if ok else failed)[i] = outcome
