@@ -300,14 +300,17 @@ class JaxBackend(Backend):
         (top, bottom), (left, right) = padding
         pads = ((kh - 1 - top, kh - 1 - bottom + (h + top + bottom - kh) - (oh - 1) * stride),
                 (kw - 1 - left, kw - 1 - right + (wd + left + right - kw) - (ow - 1) * stride))
-        wt = lax.rev(w, (0, 1))
+        wt = w
         if groups > 1 and cin_g > 1:
             # Channel swap within groups: the transposed conv's output features must be
             # group-major (g, ci) and its input features the group's cout_g. Move the
             # group out of O into I: (kh, kw, cin_g, G, cout_g) -> (kh, kw, G, cin_g, cout_g).
             cout_g = cout // groups
             wt = wt.reshape(kh, kw, cin_g, groups, cout_g).transpose(0, 1, 3, 2, 4)
-        wt = wt.reshape(kh, kw, cin_g * groups, cout // groups)
+        # The flip last, right at the conv: XLA folds a reverse that feeds a convolution into
+        # the convolution's window (no flipped copy of the kernel); a reshape in between
+        # stops it.
+        wt = lax.rev(wt.reshape(kh, kw, cin_g * groups, cout // groups), (0, 1))
         # 'HWOI' reads axis 2 (the forward's input channels) as the output features and
         # axis 3 as the input features: the in/out swap costs no transpose.
         return lax.conv_general_dilated(dy, wt, (1, 1), pads, lhs_dilation=(stride, stride),

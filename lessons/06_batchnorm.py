@@ -170,7 +170,11 @@ lesson.exercise("06.2", bn_backward)
 # adding a constant to a channel changes nothing after BN), and, up to the small eps, it
 # is orthogonal to xhat (scaling a channel changes almost nothing either). The library's
 # `BatchNorm` Function also reuses sum(dxhat) = gamma * dbeta and
-# sum(dxhat * xhat) = gamma * dgamma:
+# sum(dxhat * xhat) = gamma * dgamma, and it writes the result as one multiply-add per
+# element, dx = a * dy - b * (x - mean) - c, with three numbers per channel (a, b, c). It
+# keeps x, not xhat. Both choices are for the compiler: the per-element work is so small
+# that XLA recomputes it inside the two backward convolutions that read dx, instead of
+# writing xhat and dx to memory and reading them back (the README's TPU table counts the bytes):
 
 # %%
 print(course.source(fn.BatchNorm.backward))

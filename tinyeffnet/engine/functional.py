@@ -97,9 +97,13 @@ def batch_norm_train(x, gamma, beta, eps):
     for a in axes:
         count *= x.shape[a]
     inv_count = bk.full(stat_shape, 1.0 / count, x.dtype)
+    # One pass over x, var = E[x^2] - E[x]^2: both sums read x once, and XLA computes them
+    # in the convolution that produced x (a second pass over centred values would read x
+    # again). The caller computes in float32 at least (BatchNorm2d), where the cancellation
+    # costs about 1e-7 * (mean / std)^2 relative; rounding cannot make var negative here.
     mean = bk.mul(bk.sum(x.data, axes), inv_count)
-    centred = bk.sub(x.data, bk.expand(mean, x.shape))
-    var = bk.mul(bk.sum(bk.mul(centred, centred), axes), inv_count)
+    mean_square = bk.mul(bk.sum(bk.mul(x.data, x.data), axes), inv_count)
+    var = bk.maximum(bk.sub(mean_square, bk.mul(mean, mean)), bk.full(stat_shape, 0.0, x.dtype))
     invstd = bk.reciprocal(bk.sqrt(bk.add(var, bk.full(stat_shape, eps, x.dtype))))
     y = ops.BatchNorm.apply(x, gamma.reshape(stat_shape), beta.reshape(stat_shape), mean=mean, invstd=invstd)
     return y, bk.reshape(mean, (x.shape[-1],)), bk.reshape(var, (x.shape[-1],))

@@ -1,7 +1,7 @@
 """Every differentiable op, as a `Function` written in backend primitives only.
 
 Each backward saves as little as it can: swish keeps its input and recomputes the
-sigmoid, batch norm keeps the normalised input and uses its closed-form gradient.
+sigmoid, batch norm keeps its input and uses its closed-form gradient.
 Binary ops here take same-shape inputs; `Tensor` broadcasts with `Expand`, and
 `Expand.backward` is the one place where broadcast gradients are summed back.
 """
@@ -327,6 +327,11 @@ class BatchNorm(Function):
         dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)).
     `mean` and `invstd` come in as arrays of shape (1, ..., 1, C), computed by the caller,
     which also needs them for the moving averages.
+
+    Both directions are written as one multiply-add per element with per-channel
+    coefficients, and only x is kept, not xhat: XLA then folds the normalisation into the
+    next op's input, and the backward into the two backward convolutions that read dx,
+    instead of writing dx out (B0's TPU training step: 29.9 -> 26.0 GB per chip, README).
     """
 
     def forward(self, x, gamma, beta, mean, invstd):
@@ -336,25 +341,27 @@ class BatchNorm(Function):
         self.count = 1
         for a in self.axes:
             self.count *= shape[a]
-        self.xhat = bk.mul(bk.sub(x, _bcast(bk, mean, shape)), _bcast(bk, invstd, shape))
-        self.gamma, self.invstd = gamma, invstd
-        return bk.add(bk.mul(self.xhat, _bcast(bk, gamma, shape)), _bcast(bk, beta, shape))
+        self.x, self.gamma, self.mean, self.invstd = x, gamma, mean, invstd
+        scale = bk.mul(gamma, invstd)
+        return bk.add(bk.mul(bk.sub(x, _bcast(bk, mean, shape)), _bcast(bk, scale, shape)), _bcast(bk, beta, shape))
 
     def backward(self, dy):
         bk = self.backend
-        shape, axes, xhat = bk.shape(dy), self.axes, self.xhat
-        dgamma = bk.sum(bk.mul(dy, xhat), axes)
+        shape, axes = bk.shape(dy), self.axes
+        centred = bk.sub(self.x, _bcast(bk, self.mean, shape))
         dbeta = bk.sum(dy, axes)
+        dgamma = bk.mul(bk.sum(bk.mul(dy, centred), axes), self.invstd)  # sum(dy * xhat)
         dx = None
         if self.needs_grad[0]:
-            # sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma: reuse them.
+            # The closed form with sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) =
+            # gamma * dgamma: dx = a * dy - b * (x - mean) - c, per channel
+            # a = gamma * invstd, b = a * invstd * dgamma / M, c = a * dbeta / M.
             inv_m = bk.full(bk.shape(dbeta), 1.0 / self.count, bk.dtype(dbeta))
-            mean_dxhat = bk.mul(bk.mul(self.gamma, dbeta), inv_m)
-            mean_dxhat_xhat = bk.mul(bk.mul(self.gamma, dgamma), inv_m)
-            dxhat = bk.mul(dy, _bcast(bk, self.gamma, shape))
-            centred = bk.sub(bk.sub(dxhat, _bcast(bk, mean_dxhat, shape)),
-                             bk.mul(xhat, _bcast(bk, mean_dxhat_xhat, shape)))
-            dx = bk.mul(centred, _bcast(bk, self.invstd, shape))
+            a = bk.mul(self.gamma, self.invstd)
+            b = bk.mul(bk.mul(a, self.invstd), bk.mul(dgamma, inv_m))
+            c = bk.mul(a, bk.mul(dbeta, inv_m))
+            dx = bk.sub(bk.sub(bk.mul(dy, _bcast(bk, a, shape)), bk.mul(centred, _bcast(bk, b, shape))),
+                        _bcast(bk, c, shape))
         return dx, dgamma, dbeta
 
 

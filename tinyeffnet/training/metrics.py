@@ -33,12 +33,16 @@ def batch_metrics(backend, loss, logits, labels):
 
 
 def _sum_of_all(backend, arrays, each):
-    """sum(each(a)) over every element of every array, as a (1,) array in the first's dtype."""
-    total = None
-    for a in arrays:
-        s = backend.reshape(backend.sum(each(a), tuple(range(len(backend.shape(a))))), (1,))
-        total = s if total is None else backend.add(total, backend.astype(s, backend.dtype(total)))
-    return total
+    """sum(each(a)) over every element of every array, as a (1,) array in the first's dtype.
+
+    The per-array sums are added pairwise, not in one running chain: a chain through every
+    array of the new state made XLA keep 600 MiB more scratch memory in B0's TPU step."""
+    dtype = backend.dtype(arrays[0])
+    sums = [backend.astype(backend.reshape(backend.sum(each(a), tuple(range(len(backend.shape(a))))), (1,)), dtype)
+            for a in arrays]
+    while len(sums) > 1:
+        sums = [backend.add(sums[i], sums[i + 1]) if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)]
+    return sums[0]
 
 
 def global_norm(backend, arrays):
