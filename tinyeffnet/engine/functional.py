@@ -100,7 +100,7 @@ def batch_norm_train(x, gamma, beta, eps):
     # One pass over x, var = E[x^2] - E[x]^2: both sums read x once, and XLA computes them
     # in the convolution that produced x (a second pass over centred values would read x
     # again). The caller computes in float32 at least (BatchNorm2d), where the cancellation
-    # costs about 1e-7 * (mean / std)^2 relative; rounding cannot make var negative here.
+    # costs about 1e-7 * (mean / std)^2 relative; where rounding takes var below 0, it is 0.
     mean = bk.mul(bk.sum(x.data, axes), inv_count)
     mean_square = bk.mul(bk.sum(bk.mul(x.data, x.data), axes), inv_count)
     var = bk.maximum(bk.sub(mean_square, bk.mul(mean, mean)), bk.full(stat_shape, 0.0, x.dtype))
