@@ -562,15 +562,11 @@ SHARED = ["--variants", ",".join(VARIANTS_RUN), "--data", "default", "--backend"
           "--workers", "0", "--log-every", "1"]
 
 
-def _worker(workdir, env, *extra):
+def _worker(workdir, *extra):
+    """An ablation worker; it inherits the environment, with the module's compilation cache."""
     return subprocess.Popen([sys.executable, "-m", "tinyeffnet.ablation", "--workdir", str(workdir)] + SHARED
-                            + list(extra), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            + list(extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-
-
-@pytest.fixture
-def shared_env():
-    return dict(os.environ)  # with the module's compilation cache
 
 
 def _steps(folder):
@@ -578,8 +574,8 @@ def _steps(folder):
         return [r["step"] for r in map(json.loads, f) if r["kind"] == "step"]
 
 
-def test_two_workers_split_the_runs_and_write_the_table_once(tmp_path, shared_env):
-    workers = [_worker(tmp_path, shared_env, "--max-steps", "3") for _ in range(2)]
+def test_two_workers_split_the_runs_and_write_the_table_once(tmp_path):
+    workers = [_worker(tmp_path, "--max-steps", "3") for _ in range(2)]
     outs = [w.communicate(timeout=900) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outs]
     for v in VARIANTS_RUN:  # each run trained by one worker, once: its steps logged once each
@@ -593,9 +589,9 @@ def test_two_workers_split_the_runs_and_write_the_table_once(tmp_path, shared_en
     assert all(table["variants"][v]["top1"] is not None for v in VARIANTS_RUN)
 
 
-def test_a_killed_worker_leaves_its_run_to_another(tmp_path, shared_env):
+def test_a_killed_worker_leaves_its_run_to_another(tmp_path):
     steps = ["--max-steps", "30", "--checkpoint-every", "1"]  # killed after its first checkpoint, long before step 30
-    first = _worker(tmp_path, shared_env, *steps)
+    first = _worker(tmp_path, *steps)
     run = tmp_path / VARIANTS_RUN[0] / "seed-0"
     try:
         deadline = time.time() + 600
@@ -605,7 +601,7 @@ def test_a_killed_worker_leaves_its_run_to_another(tmp_path, shared_env):
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its run's process: a machine lost
         first.communicate()
-    second = _worker(tmp_path, shared_env, *steps)
+    second = _worker(tmp_path, *steps)
     out, err = second.communicate(timeout=900)
     assert second.returncode == 0, err[-3000:]
     assert f"{VARIANTS_RUN[0]} seed 0: resuming from step-" in out and f"{VARIANTS_RUN[1]} seed 0: training" in out
