@@ -6,16 +6,17 @@ Presets (chosen from --data unless --preset is given):
             decay 1e-4, Xavier init, dropout 0.2, drop-connect 0.2, label smoothing 0.1,
             BN momentum 0.99, 224x224.
   default   the embedded Fashion-MNIST subset on a 2-core CPU, an experiment that answers:
-            the SE ablation's proxy, the same result for the same seed on any machine.
-            Six epochs (120,000 training images). The rate warms up over a whole epoch
-            to 0.025 (the earlier 0.05 after 0.2 epochs was chaotic: float rounding
-            differences grew by orders of magnitude over the first steps and the same
-            seed ended anywhere in a 7-point range); BN momentum 0.9 (0.99 leaves the
-            moving statistics near their initial values in a few hundred steps); precise
-            BN before every evaluation (the moving statistics trail the weights); an EMA
-            of the weights (0.99), which is what the run reports. No dropout,
-            drop-connect or augmentation: six epochs underfit with the paper's
-            regularisation (README: tuning).
+            the SE ablation's proxy, nearly the same result for every seed and machine.
+            Six epochs (120,000 training images) at 48x48 (B0's stride-32 network ends
+            on a 2x2 map; at 32x32 on 1x1, and no 32x32 recipe tried passed 89.7%).
+            The rate warms up over a whole epoch to 0.05 (warming up over 0.2 epochs
+            was chaotic: float rounding differences grew by orders of magnitude over
+            the first steps and the same seed ended anywhere in a 7-point range); BN
+            momentum 0.9 (0.99 leaves the moving statistics near their initial values
+            in a few hundred steps); precise BN before every evaluation (the moving
+            statistics trail the weights); an EMA of the weights (0.99), which is what
+            the run reports. Random flips only; no dropout, drop-connect or random
+            shifts: six epochs underfit with the paper's regularisation (README: tuning).
   tiny      the pure-Python backend's end-to-end run: a few steps of B0 on 32x32 images,
             evaluated on a slice of the test split (minutes, not hours, in pure Python).
   finetune  an image folder (--data DIR) from pretrained weights (--init-from CKPT; chosen
@@ -55,10 +56,10 @@ PRESETS = {
                      cosine_epochs=None, weight_decay=1e-4, label_smoothing=0.1, dropout=0.2,
                      drop_connect=0.2, bn_momentum=0.99, precise_bn=0, ema_decay=0.0, eval_every=1, workers=8, log_every=50,
                      checkpoint_every=1000, eval_examples=0, augment="full", autoaugment=True, max_steps=0),
-    "default": dict(epochs=6, batch_size=128, image_size=32, lr=0.025, warmup_epochs=1.0,
+    "default": dict(epochs=6, batch_size=128, image_size=48, lr=0.05, warmup_epochs=1.0,
                     cosine_epochs=None, weight_decay=5e-5, label_smoothing=0.1, dropout=0.0,
                     drop_connect=0.0, bn_momentum=0.9, precise_bn=4096, ema_decay=0.99, eval_every=1, workers=1, log_every=10,
-                    checkpoint_every=200, eval_examples=0, augment="none", autoaugment=False, max_steps=0),
+                    checkpoint_every=200, eval_examples=0, augment="flip", autoaugment=False, max_steps=0),
     "tiny": dict(epochs=1, batch_size=8, image_size=32, lr=0.05, warmup_epochs=0.0,
                  cosine_epochs=None, weight_decay=5e-5, label_smoothing=0.1, dropout=0.2,
                  drop_connect=0.2, bn_momentum=0.9, precise_bn=0, ema_decay=0.0, eval_every=1, workers=0, log_every=1,
