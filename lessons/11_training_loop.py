@@ -245,7 +245,7 @@ lesson.show(image_grid(view_batch.images, view.batch_shape, [dataset.class_names
 # random shift of up to size / 8 pixels; ImageNet photos get EfficientNet's random
 # resized crop, a flip and optionally AutoAugment; eval images only a fixed resize or
 # center crop. (`--augment flip` keeps only the flip, `--augment none` trains on the eval
-# view. The `default` preset above uses `none`, without dropout or drop-connect: four
+# view. The `default` preset above uses `flip`, without dropout or drop-connect: six
 # epochs are too few for the paper's regularisation to pay off, see the README's tuning
 # table.) Each example's randomness is seeded by (seed, epoch, index), so a batch is
 # the same whoever builds it, whichever worker process, before or after a resume.

@@ -173,8 +173,8 @@ print("step", state["step"], "| groups:", groups, "|", len(tensors), "tensors, e
 #     python -m tinyeffnet.ablation --variants all --data imagenet:/data/imagenet --workdir runs/imagenet
 #
 # The first trains the seven variants on the embedded Fashion-MNIST subset with the
-# `default` preset (JAX, 32x32, 6 epochs, about 10 minutes a run on 2 cores). Do not
-# expect the paper's differences there: 6 epochs of Fashion-MNIST at 32x32 is a different
+# `default` preset (JAX, 48x48, 6 epochs, about 20 minutes a run and core on a 2-core
+# CPU). Do not expect the paper's differences there: 6 epochs of Fashion-MNIST at 48x48 is a different
 # and much easier task than 350 epochs of ImageNet, and only several seeds tell a
 # difference from noise (the README's Table II: three seeds resolve about a point). The second command is
 # the paper's experiment (section IV-B recipe, 350 epochs, batch 2048), a job for TPUs
