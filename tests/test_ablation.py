@@ -243,6 +243,21 @@ def test_report_judges_each_of_the_papers_orderings():
     md = markdown(build_table(runs, list(runs), _recipe(), 10))
     assert "3 pairs share one finished seed only, no interval: 0 go the paper's way, 3 do not." in md
 
+    # an unfinished ablation: a variant with one seed, base with three that the seed moves by 1 point each.
+    # Seed 0 alone has seend@all 0.5 points below base, though its mean is 1.5 below base's: the paired
+    # figures (verdict, the Δ columns beside the intervals) come from seed 0, not from the means
+    part = {"base": [dict(seed=s, top1=0.8 + 0.01 * s, top5=0.95) for s in range(3)],
+            "seend@all": [dict(seed=0, top1=0.795, top5=0.95)]}
+    t = build_table(part, list(part), _recipe(), 10)
+    assert t["variants"]["seend@all"]["delta_top1"] == pytest.approx(-0.015)
+    assert t["paper_orderings"][0]["verdict"] == "same direction"
+    md = markdown(t)
+    assert "| EfficientNet-B0-SEend@all | -0.50 | n/a | -0.50 | not resolved |" in md
+    assert "| EfficientNet-B0 > EfficientNet-B0-SEend@all | +1.0 | +0.50 | n/a | same direction |" in md
+    part["seend@all"][0]["top1"] = 0.805  # above base on seed 0, still below base's mean
+    t = build_table(part, list(part), _recipe(), 10)
+    assert t["variants"]["seend@all"]["delta_top1"] < 0 and t["paper_orderings"][0]["verdict"] == "opposite direction"
+
     # the paper's tie (SEend@noskip and noSE@noskip, both 77.1) is no ordering; one seed: directions only
     one = {"seend@noskip": [dict(seed=0, top1=0.7, top5=0.9)], "nose@noskip": [dict(seed=0, top1=0.8, top5=0.9)],
            "nose@all": [dict(seed=0, top1=0.75, top5=0.9)]}

@@ -159,8 +159,9 @@ def paper_orderings(per_variant):
             paired = _paired(rh, rl)
             if paired["n"] >= 2:
                 verdict = paired_verdict(paired)
-            else:
-                verdict = "same direction" if ours > 0 else "opposite direction" if ours < 0 else "tied"
+            else:  # one common seed: its difference, not the means over seeds that only one of them has
+                direction = paired["mean"] if paired["n"] else ours
+                verdict = "same direction" if direction > 0 else "opposite direction" if direction < 0 else "tied"
             out.append(dict(higher=high, lower=low, paper_delta_top1=round(paper, 2), delta_top1=ours,
                             paired=paired, verdict=verdict, combined_std=combined, unpaired_verdict=unpaired))
     return out
@@ -236,6 +237,12 @@ def _interval(paired):
     return f"[{100 * paired['low']:+.2f}, {100 * paired['high']:+.2f}]"
 
 
+def _paired_mean(paired, unpaired):
+    """The mean of the per-seed differences (the centre of the interval beside it); the same as the
+    difference of the means when both finished the same seeds, not when one has seeds the other lacks."""
+    return paired["mean"] if paired and paired["n"] else unpaired
+
+
 def _by_seed(paired):
     return ", ".join(_signed(d) for d in paired["differences"]) if paired and paired["differences"] else "n/a"
 
@@ -263,7 +270,7 @@ def _differences_section(table):
            "| unpaired: 2 x combined std | exceeds it |", "|---|---:|---:|---|---|---:|---|"]
     for v, r in rows.items():
         exceeds = {True: "yes", False: "no", None: "n/a"}[r["delta_top1_exceeds_spread"]]
-        out.append(f"| {model_name(v, table['model'])} | {_signed(r['delta_top1'])} | "
+        out.append(f"| {model_name(v, table['model'])} | {_signed(_paired_mean(r['delta_top1_paired'], r['delta_top1']))} | "
                    f"{_interval(r['delta_top1_paired'])} | {_by_seed(r['delta_top1_paired'])} | "
                    f"{r['delta_top1_verdict'] or 'n/a'} | {_twice(r['delta_top1_combined_std'])} | {exceeds} |")
     return out
@@ -295,7 +302,7 @@ def _orderings_section(table):
              "| Verdict | 2 x combined std | Unpaired verdict |", "|---|---:|---:|---:|---|---:|---|"]
     for p in pairs:
         lines.append(f"| {model_name(p['higher'], table['model'])} > {model_name(p['lower'], table['model'])} "
-                     f"| {p['paper_delta_top1']:+.1f} | {_signed(p['delta_top1'])} | {_interval(p['paired'])} "
+                     f"| {p['paper_delta_top1']:+.1f} | {_signed(_paired_mean(p['paired'], p['delta_top1']))} | {_interval(p['paired'])} "
                      f"| {p['verdict']} | {_twice(p['combined_std'])} | {p['unpaired_verdict'] or 'n/a'} |")
     return lines
 
