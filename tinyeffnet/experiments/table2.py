@@ -160,7 +160,7 @@ def paper_orderings(per_variant):
             if paired["n"] >= 2:
                 verdict = paired_verdict(paired)
             else:  # one common seed: its difference, not the means over seeds that only one of them has
-                direction = paired["mean"] if paired["n"] else ours
+                direction = _paired_mean(paired, ours)
                 verdict = "same direction" if direction > 0 else "opposite direction" if direction < 0 else "tied"
             out.append(dict(higher=high, lower=low, paper_delta_top1=round(paper, 2), delta_top1=ours,
                             paired=paired, verdict=verdict, combined_std=combined, unpaired_verdict=unpaired))
