@@ -265,3 +265,15 @@ def test_report_judges_each_of_the_papers_orderings():
     assert {(p["higher"], p["lower"], p["verdict"]) for p in t1["paper_orderings"]} == {
         ("seend@noskip", "nose@all", "opposite direction"), ("nose@noskip", "nose@all", "same direction")}
     assert "1 go the same way here and 1 do not" in markdown(t1)
+
+
+def test_the_table_is_written_again_when_its_markdown_is_older_code(tmp_path):
+    from tinyeffnet.experiments.ablation import write_table_once
+    runs = _fake_runs(0.01)
+    table = build_table(runs, list(runs), _recipe(), 10)
+    paths, wrote = write_table_once(table, str(tmp_path))
+    assert wrote and not write_table_once(table, str(tmp_path))[1]  # the same table: left as it is
+    with open(paths["md"], "w") as f:
+        f.write("an older rendering of the same runs\n")  # table2.json unchanged
+    assert write_table_once(table, str(tmp_path))[1]
+    assert (tmp_path / "table2.md").read_text() == markdown(table)

@@ -38,7 +38,7 @@ from ..training.checkpoint import latest_checkpoint
 from ..training.config import NOT_TRAJECTORY, TrainConfig, config_differences
 from ..training.preemption import exit_status
 from ..training.rundir import CLAIM_FD_ENV, Claim, WorkdirHeld
-from .table2 import build_table, write_report
+from .table2 import build_table, markdown, write_report
 
 RUN_INFO = "ablation-run.json"  # written by the run's process: memory, device, process time
 # Flags that do not change what a finished run reports: it stays valid when they differ
@@ -282,12 +282,20 @@ def write_table_once(table, workdir):
         raise WriteError(lock, e) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        same = read_json_object(paths["json"]) == json.loads(dumps(table))
-        if same and all(os.path.exists(p) for p in paths.values()):
+        same = read_json_object(paths["json"]) == json.loads(dumps(table)) and _read_text(paths["md"]) == markdown(table)
+        if same and os.path.exists(paths["png"]):  # the markdown too: the report's code may be newer than the runs
             return paths, False
         return write_report(table, workdir), True
     finally:
         os.close(fd)
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _table(cfg, variants, runs, failed, workdir, missing=()):
