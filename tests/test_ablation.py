@@ -233,8 +233,8 @@ def test_report_judges_each_of_the_papers_orderings():
     assert pair["paper_delta_top1"] == pytest.approx(1.0) and pair["delta_top1"] == pytest.approx(0.05)
     assert pair["paired"]["low"] == pytest.approx(0.05) == pair["paired"]["high"]  # the same 5 points on every seed
     md = markdown(t).split("## Against the paper's orderings")[1].split("## Cost")[0]
-    assert "Of the 6 pairs" in md and "2 are reproduced" in md and "3 are contradicted" in md
-    assert "1 are not resolved" in md and "2 reproduced, 3 contradicted, 1 within the spread" in md
+    assert "Of the 6 pairs" in md and "here: 2 reproduced" in md and "3 contradicted (it lies below 0)" in md
+    assert "1 not resolved (it holds 0)" in md and "2 reproduced, 3 contradicted, 1 within the spread" in md
     assert "| EfficientNet-B0 > EfficientNet-B0-SEend@all | +1.0 | +5.00 | [+5.00, +5.00] | reproduced | 2.83 " \
            "| reproduced |" in md
 

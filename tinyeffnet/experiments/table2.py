@@ -284,9 +284,9 @@ def _orderings_section(table):
     unpaired = collections.Counter(p["unpaired_verdict"] for p in pairs)
     if len(table["seeds"]) > 1:
         summary = (f"Of the {len(pairs)} pairs of these variants that the paper's top-1 puts in an order (ties left "
-                   f"out), {counts['reproduced']} are reproduced here (the {100 * CONFIDENCE:g}% interval of the "
-                   f"per-seed differences lies above 0), {counts['contradicted']} are contradicted (it lies below "
-                   f"0) and {counts['not resolved']} are not resolved (it holds 0). Unpaired (beyond twice the "
+                   f"out), here: {counts['reproduced']} reproduced (the {100 * CONFIDENCE:g}% interval of the "
+                   f"per-seed differences lies above 0), {counts['contradicted']} contradicted (it lies below "
+                   f"0), {counts['not resolved']} not resolved (it holds 0). Unpaired (beyond twice the "
                    f"combined std): {unpaired['reproduced']} reproduced, {unpaired['contradicted']} contradicted, "
                    f"{unpaired['within the spread']} within the spread.")
         one_seed = counts["same direction"] + counts["opposite direction"] + counts["tied"]
