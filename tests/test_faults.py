@@ -429,14 +429,17 @@ def test_sigterm_at_a_random_step_saves_it_stops_the_workers_and_resume_is_bit_i
     resume_and_compare(workdir, step, uninterrupted)
 
 
-# The trainer, with os.fsync sending it signals: PLAN is a JSON list of [signal, a fragment of a
-# file name, n]: the signal is sent at the n-th fsync of a file whose path holds the fragment
-# (counted from the previous signal), so it lands in the middle of that file's write.
+# The trainer, with os.fsync sending it signals: PLAN is a JSON list of [signal, a pattern of a
+# file name, n]: the signal is sent at the n-th fsync of a file whose name (not its folder)
+# matches the pattern whole (counted from the previous signal), so it lands in the middle of
+# that file's write. Whole names, because a temporary file holds its target's name: the
+# `.metrics.jsonl.tmp-...` that starts an empty log before the first step (and before the
+# trainer catches signals) must not count as a metrics line.
 SIGNALLING_TRAINER = """
-import json, os, signal, sys
+import json, os, re, signal, sys
 real, plan, seen = os.fsync, json.loads(sys.argv[1]), [0]
 def fsync(fd):
-    if plan and plan[0][1] in os.readlink(f"/proc/self/fd/{fd}"):
+    if plan and re.fullmatch(plan[0][1], os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))):
         seen[0] += 1
         if seen[0] == plan[0][2]:
             os.kill(os.getpid(), getattr(signal, plan.pop(0)[0]))
@@ -454,9 +457,9 @@ def test_signals_mid_write_keep_everything_and_resume_is_bit_identical(case, tmp
     workdir = tmp_path / "m"
     n = random.randint(1, 5)
     if case == "mid-checkpoint":  # a checkpoint every step; SIGINT while step n's is written
-        plan, every = [["SIGINT", "step-", n]], "1"
+        plan, every = [["SIGINT", r"\.step-.*\.tmp-.*", n]], "1"
     else:  # SIGINT while a metrics line is written, SIGTERM while the stop's checkpoint is
-        plan, every = [["SIGINT", "metrics.jsonl", n], ["SIGTERM", "step-", 1]], "100"
+        plan, every = [["SIGINT", r"metrics\.jsonl", n], ["SIGTERM", r"\.step-.*\.tmp-.*", 1]], "100"
     out = subprocess.run([sys.executable, "-c", SIGNALLING_TRAINER, json.dumps(plan)] + STOPPABLE[:-2]
                          + ["--checkpoint-every", every, "--keep-checkpoints", "100", "--workdir", str(workdir)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
