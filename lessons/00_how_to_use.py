@@ -100,8 +100,8 @@ lesson.table(["module", "what it is (its docstring's first line)"], [(f"`{p}`", 
 # | layers and the module tree | `tinyeffnet/nn/module.py`, `layers.py`, `init.py` | 05-09 |
 # | the network and its variants | `tinyeffnet/model/spec.py`, `efficientnet.py`, `stages.py` | 09, 10 |
 # | one training step, optimizer, schedule | `tinyeffnet/training/step.py`, `optimizer.py`, `schedule.py` | 11-13 |
-# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `rundir.py`, `evaluation.py`, `checkpoint.py`, `state.py`, `metrics.py`, `data_tools/` | 11-15 |
-# | the paper's experiment | `tinyeffnet/experiments/ablation.py`, `table2.py`, `paired.py` | 15, 16 |
+# | the trainer | `tinyeffnet/training/config.py`, `runtime.py`, `loop.py`, `rundir.py`, `claim.py`, `evaluation.py`, `checkpoint.py`, `checkpoint_dir.py`, `state.py`, `metrics.py`, `data_tools/` | 11-15 |
+# | the paper's experiment | `tinyeffnet/experiments/runner.py`, `table2/`, `paired.py` | 15, 16 |
 # | charts and figures (Pillow only) | `tinyeffnet/plotting/` | every lesson's figures |
 # | the commands | `tinyeffnet/train.py`, `evaluate.py`, `predict.py`, `summary.py`, `ablation.py`, `bench.py` | 00 |
 #
@@ -188,7 +188,8 @@ for module in ("backends/contract.py", "tinyeffnet/engine/tensor.py", "tinyeffne
     assert module in repo_map, f"{module} is missing from the repository map"
 for name in lessons[1:]:
     number = name[:2]
-    assert course.exercises.of_lesson(number), f"lesson {number} has no exercise"
-    assert os.path.isfile(os.path.join(ROOT, "lessons", "solutions", name)), f"lesson {number} has no solutions file"
-print(f"{len(lessons)} lessons, {len(course.exercises.EXERCISES)} exercises, {len(repo_map)} modules mapped")
+    assert course.checks.of_lesson(number), f"lesson {number} has no exercise"
+    for folder in ("solutions", "checks"):
+        assert os.path.isfile(os.path.join(ROOT, "lessons", folder, name)), f"lesson {number} has no {folder} file"
+print(f"{len(lessons)} lessons, {len(course.checks.every())} exercises, {len(repo_map)} modules mapped")
 lesson.finish()

@@ -178,7 +178,10 @@ lesson.exercise("02.2", Tanh)
 #    its parents (the tensors it was computed from). It must be **iterative**, with an
 #    explicit stack: a recursive one would hit Python's recursion limit (1000 frames) on a
 #    long chain of ops. A trick for the stack: push `(node, False)` to visit a node, and
-#    `(node, True)` to emit it once everything pushed after it (its parents) is done.
+#    `(node, True)` to emit it once everything pushed after it (its parents) is done. And
+#    it visits each node **once**, keeping a set of the visited ones: a tensor is reached
+#    along every path that leads to it, networks share tensors everywhere, and a chain of
+#    n "diamonds" (each tensor used twice by the next) has 2^n paths.
 # 2. **The walk.** `grads` maps each tensor to its gradient *so far*, starting with 1.0 for
 #    the root. In reverse order, each node hands its (now complete) gradient to
 #    `node._ctx.backward(g)`, which returns one gradient per parent (None or unneeded where
@@ -191,9 +194,12 @@ lesson.exercise("02.2", Tanh)
 #
 # Write `run_backward(root)`, the two parts above, with the tape's own fields:
 # `node._ctx`, `ctx.parents`, `ctx.needs_grad`, `ctx.backward(g)`, and `node.backend`'s
-# `full` and `add`. The check builds four graphs twice (shared subexpressions, a matrix
-# product, a chain of 3000 ops) and compares your leaves' `.grad` with the library's
-# backward. Once it passes, the rest of this lesson runs its examples on YOUR backward.
+# `full` and `add`. The check builds six graphs twice (shared subexpressions, a tensor
+# used near the root and deep below it, constants that need no gradient, a matrix
+# product, a chain of 3000 ops, a chain of 60 diamonds on which a walk without a visited
+# set stops at once) and compares your leaves' `.grad`, a Tensor each, with the library's
+# backward. Once it passes, the rest of this lesson runs its examples on YOUR backward,
+# each checked against the library's.
 
 # %%
 # EXERCISE 02.3: your code here
@@ -203,19 +209,44 @@ def run_backward(root):
 
 # %%
 lesson.exercise("02.3", run_backward)
-engine_backward = lesson.answer("02.3") or autograd.backward
-print("the examples below run on", "your run_backward" if lesson.passed("02.3") else "the library's backward")
+
+
+def engine_backward(root):
+    """backward(root) on YOUR run_backward once exercise 02.3 passes, checked against the library's
+    on the same tape (the leaves keep the library's gradients); else the library's."""
+    yours = lesson.answer("02.3")
+    if yours is None:
+        return autograd.backward(root)
+    nodes = topological_order(root)
+    tape, leaves = [(n, n._ctx) for n in nodes], [n for n in nodes if n._ctx is None]
+    before, mine = [n.grad for n in leaves], None
+    with lesson.plugged("02.3"):
+        yours(root)
+        mine = [n.grad for n in leaves]
+    for n, ctx in tape:  # put back the tape your walk may have freed, and the gradients before it
+        n._ctx = ctx
+    for n, grad in zip(leaves, before):
+        n.grad = grad
+    autograd.backward(root)
+    if mine is not None:
+        with lesson.plugged("02.3"):
+            for i, (n, grad) in enumerate(zip(leaves, mine)):
+                lesson.agrees(f"leaf {i}'s .grad after your run_backward", grad, n.grad)
+
+
+print("the examples below run on", "your run_backward, checked against the library's" if lesson.passed("02.3")
+      else "the library's backward")
 
 # %% [markdown]
-# The library's version (`tinyeffnet/engine/autograd.py`):
+# The library's version (`tinyeffnet/engine/autograd.py`), once yours passes:
 
 # %%
-print(course.source(topological_order))
-print(course.source(autograd.backward, cut=[("if not root.requires_grad", "no input had"),
-                                            ("if root.size != 1", "reduce it to a scalar")]))  # less error messages
+lesson.reveal("02.3", course.source(topological_order),
+              course.source(autograd.backward, cut=[("if not root.requires_grad", "no input had"),
+                                                    ("if root.size != 1", "reduce it to a scalar")]))
 
 # %% [markdown]
-# Besides what you wrote, it keeps `.grad` on tensors that asked with `retain_grad()`
+# Besides what a backward needs, it keeps `.grad` on tensors that asked with `retain_grad()`
 # (below) and sets `node._ctx = None` to free what each Function kept: the tape is used
 # once.
 #
@@ -273,8 +304,10 @@ grad_a_twice = a.grad.tolist()
 # Write `unbroadcast(grad, shape)`: `grad` is a Tensor with the broadcast result's shape;
 # sum it back to `shape`, which may have fewer axes (broadcasting adds them in front) and
 # axes of size 1 where grad's are larger. `Tensor.sum(axis=..., keepdims=...)` and
-# `reshape` are all it takes. The check compares with autograd on random shape pairs;
-# then your function becomes `Expand`'s backward for the bias below.
+# `reshape` are all it takes; return a Tensor of exactly `shape`. The check compares with
+# autograd on fourteen shape pairs (size-1 axes in front, in the middle, at the end), some
+# under `no_grad`, where the engine calls it; then your function becomes `Expand`'s
+# backward for the bias below, compared with the library's.
 
 # %%
 # EXERCISE 02.4: your code here
@@ -287,10 +320,10 @@ lesson.exercise("02.4", unbroadcast)
 
 # %% [markdown]
 # The library does it in exactly one place, `Expand.backward` (it only ever sees equal
-# ranks: `_broadcast` reshaped the bias first):
+# ranks: `_broadcast` reshaped the bias first), shown once yours passes:
 
 # %%
-print(inspect.getsource(fn.Expand))
+lesson.reveal("02.4", inspect.getsource(fn.Expand))
 
 
 class YourExpand(fn.Expand):
@@ -314,12 +347,13 @@ print("the bias reaches Add through:", " <- ".join(describe_ops), "<- bias")
 engine_backward((out * out).sum())
 # by hand: 2 * (column sums of x + 2 * bias) = 2 * ([5, 7, 9] + [0.2, 0.4, 0.6])
 print("d/dbias sum((x + bias)^2) =", bias.grad.tolist(), "shape", bias.grad.shape)
-if lesson.passed("02.4"):
-    your_bias = Tensor(bias.data, requires_grad=True)
-    grown = YourExpand.apply(your_bias.reshape(1, 3), shape=(2, 3))
-    engine_backward(((xm.detach() + grown) * (xm.detach() + grown)).sum())
-    print("the same through YOUR Expand backward:", your_bias.grad.tolist())
-    assert all(abs(p - q) < 1e-12 for p, q in zip(your_bias.grad.tolist(), bias.grad.tolist()))
+with lesson.plugged("02.4"):  # your unbroadcast as Expand's backward, compared with the library's
+    if lesson.passed("02.4"):
+        your_bias = Tensor(bias.data, requires_grad=True)
+        grown = YourExpand.apply(your_bias.reshape(1, 3), shape=(2, 3))
+        autograd.backward(((xm.detach() + grown) * (xm.detach() + grown)).sum())
+        print("the same through YOUR Expand backward:", your_bias.grad.tolist())
+        lesson.agrees("the bias gradient through your Expand backward", your_bias.grad, bias.grad)
 
 # %% [markdown]
 # ## no_grad

@@ -89,10 +89,10 @@ def same_padding(n, k, s):
 lesson.exercise("04.1", same_padding)
 
 # %% [markdown]
-# The library's:
+# The library's, once yours passes:
 
 # %%
-print(course.source(F.same_padding))
+lesson.reveal("04.1", course.source(F.same_padding))
 cases = [(224, 3, 1), (224, 3, 2), (112, 3, 2), (56, 5, 2), (14, 5, 2), (7, 5, 2), (225, 3, 2)]
 pads = {c: F.same_padding(*c) for c in cases}
 lesson.table(["size", "kernel", "stride", "pad top", "pad bottom", "output"],
@@ -130,7 +130,7 @@ lesson.show(conv_windows([
 # zeros and the image's last row and column are never the centre of anything.
 
 # %% [markdown]
-# ### Exercise 04.3: the forward convolution, from its windows
+# ### Exercise 04.2: the forward convolution, from its windows
 #
 # Write `conv2d_windows(x, w, stride, padding)` for x (N, H, W, C_in), w (k, k, C_in,
 # C_out) and explicit padding ((top, bottom), (left, right)) of zeros, no groups: output
@@ -139,18 +139,20 @@ lesson.show(conv_windows([
 # channels i of xpad[n, p s + a, q s + b, i] * w[a, b, i, o]. The output has
 # (H + top + bottom - k) // stride + 1 rows. Plain loops over `x.tolist()` and
 # `w.tolist()` are fine (padded row p s + a is row p s + a - top of x, a zero outside x);
-# return a Tensor or nested lists. The check compares with `conv2d` on five random
-# convolutions (SAME, VALID and uneven padding, strides 1 and 2). Your convolution
-# becomes a Function at the end of the lesson.
+# return a Tensor or nested lists. Rows and columns have their own sizes and padding: read
+# top and bottom from padding[0], left and right from padding[1]. The check compares with
+# `conv2d` on eight convolutions (SAME, VALID and uneven padding, rows and columns padded
+# differently, kernels 1 to 5, strides 1 to 3, one-row and one-column images). Your
+# convolution becomes a Function at the end of the lesson.
 
 # %%
-# EXERCISE 04.3: your code here
+# EXERCISE 04.2: your code here
 def conv2d_windows(x, w, stride, padding):
     raise NotImplementedError
 
 
 # %%
-lesson.exercise("04.3", conv2d_windows)
+lesson.exercise("04.2", conv2d_windows)
 
 # %% [markdown]
 # `functional.conv2d` turns 'SAME' into explicit (lo, hi) pairs and calls the `Conv2d`
@@ -236,30 +238,31 @@ print("dx (primitive): ", grid(dx_primitive))
 print("dx (autograd):  ", grid(xg.grad))
 
 # %% [markdown]
-# ### Exercise 04.4: the input gradient, from the windows
+# ### Exercise 04.3: the input gradient, from the windows
 #
 # The recipe above is how a fast implementation does it. The direct way reads the forward
 # backwards: every tap of every window that read x[n, r, c, i] (r = p s + a - top,
 # c = q s + b - left, inside x) hands it dy[n, p, q, o] * w[a, b, i, o], summed over o.
 # Write `conv_grad_input(dy, w, x_shape, stride, padding)` that way, loops over the same
-# windows as exercise 04.3, and return dx of shape x_shape (a Tensor or nested lists). The
-# check uses adjointness (below) and compares with autograd on five random convolutions.
+# windows as exercise 04.2, and return dx of shape x_shape (a Tensor or nested lists). The
+# check compares with autograd's dx on the eight convolutions of exercise 04.2.
 
 # %%
-# EXERCISE 04.4: your code here
+# EXERCISE 04.3: your code here
 def conv_grad_input(dy, w, x_shape, stride, padding):
     raise NotImplementedError
 
 
 # %%
-lesson.exercise("04.4", conv_grad_input)
+lesson.exercise("04.3", conv_grad_input)
 
 # %% [markdown]
 # The pure-Python backend's implementation (`backends/python_backend.py:
-# PythonBackend._conv2d_grad_input`) is exactly this recipe, for any channels and groups:
+# PythonBackend._conv2d_grad_input`) is the recipe, for any channels and groups; it is
+# shown once your direct version passes:
 
 # %%
-print(course.source(PythonBackend._conv2d_grad_input))
+lesson.reveal("04.3", course.source(PythonBackend._conv2d_grad_input))
 
 # %% [markdown]
 # ## The gradient with respect to the weight is a correlation
@@ -319,57 +322,72 @@ err = check_projection(lambda x, w: F.conv2d(x, w, stride=2), [xs, ws])
 print(f"finite differences, stride 2: error {err:.1e}")
 
 # %% [markdown]
-# ### Exercise 04.2: the weight gradient of a strided convolution
+# ### Exercise 04.4: the weight gradient of a strided convolution
 #
 # Write `conv_grad_weight(x, dy, k, stride, padding)`: the kernel's gradient, shape
 # (k, k, C_in, C_out), for y = conv2d(x, w, stride, padding), from the formula of the
 # weight-gradient section: dw[a, b, i, o] = sum over images n and outputs (p, q) of
 # xpad[n, p s + a, q s + b, i] * dy[n, p, q, o]. Plain loops over `x.tolist()` and
 # `dy.tolist()` are fine (an index of the padded x maps to p s + a - top in x; outside
-# x it is a zero). The check uses adjointness: <conv(x, w), dy> must equal <w, dw> for
-# random w, on four shapes with strides 1 and 2.
+# x it is a zero). The check compares with autograd's dw (which adjointness, above, ties
+# to the forward) on the eight convolutions of exercise 04.2.
 
 # %%
-# EXERCISE 04.2: your code here
+# EXERCISE 04.4: your code here
 def conv_grad_weight(x, dy, k, stride, padding):
     raise NotImplementedError
 
 
 # %%
-lesson.exercise("04.2", conv_grad_weight)
+lesson.exercise("04.4", conv_grad_weight)
 
 # %% [markdown]
 # ## Your convolution, as a Function
 #
 # With exercises 04.2 to 04.4 done you have a whole convolution: a forward and both
-# gradients. `course.as_function` plugs them into the engine as a `Function` (forward and
-# backward given as Tensor-level functions), and the lesson's own check, finite
-# differences along a random direction (lesson 03), runs on it, and so does autograd
-# through a small expression around it, compared with the library's `conv2d`.
+# gradients. Each is first compared with the library's on one more convolution (stride 2,
+# SAME padding). Then `course.as_function` plugs them into the engine as a `Function`
+# (forward and backward given as Tensor-level functions), and the lesson's own check,
+# finite differences along a random direction (lesson 03), runs on it, and so does
+# autograd through a small expression around it, compared with the library's `conv2d`.
 
 # %%
 yours = ("04.2", "04.3", "04.4")
-your_conv_error = None
+pad = (F.same_padding(6, 3, 2), F.same_padding(6, 3, 2))
 if all(lesson.passed(i) for i in yours):
-    grad_weight, forward, grad_input = (lesson.answer(i) for i in yours)
-    YourConv2d = course.as_function(
-        lambda x, w, stride, padding: forward(x, w, stride, padding),
-        lambda x, w, dy, stride, padding: (grad_input(dy, w, x.shape, stride, padding),
-                                           grad_weight(x, dy, w.shape[0], stride, padding)),
-        name="YourConv2d")
-    pad = (F.same_padding(6, 3, 2), F.same_padding(6, 3, 2))
-    your_conv_error = check_projection(lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad).swish(), [xs, ws])
-    print(f"finite differences on YOUR conv2d Function, stride 2: error {your_conv_error:.1e}")
-    pair = []
-    for conv in (lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad), lambda x, w: F.conv2d(x, w, 2, pad)):
-        xa, wa = Tensor(xs.data, requires_grad=True), Tensor(ws.data, requires_grad=True)
-        (conv(xa, wa).sigmoid() * 3.0).sum().backward()
-        pair.append(xa.grad.to_flat() + wa.grad.to_flat())
-    your_conv_difference = max(abs(p - q) for p, q in zip(*pair))
-    print(f"gradients through yours and the library's: largest difference {your_conv_difference:.1e}")
-    assert your_conv_error < 1e-6 and your_conv_difference < 1e-9
-else:
-    print("exercises", ", ".join(i for i in yours if not lesson.passed(i)), "still open: this runs once all three pass")
+    xa, wa = Tensor(xs.data, requires_grad=True), Tensor(ws.data, requires_grad=True)
+    y_library = F.conv2d(xa, wa, 2, pad)
+    dy_random = Tensor.normal(5, y_library.shape)
+    (y_library * dy_random).sum().backward()
+    for i, what, piece, want in (
+            ("04.2", "forward", lambda: lesson.answer("04.2")(xs, ws, 2, pad), y_library),
+            ("04.3", "input gradient", lambda: lesson.answer("04.3")(dy_random, ws, xs.shape, 2, pad), xa.grad),
+            ("04.4", "weight gradient", lambda: lesson.answer("04.4")(xs, dy_random, 3, 2, pad), wa.grad)):
+        with lesson.plugged(i):
+            lesson.agrees(f"your {what} (stride 2, SAME)", piece(), want, 1e-9, 1e-10)
+your_conv_error = None
+with lesson.plugged(*yours):
+    if all(lesson.passed(i) for i in yours):
+        forward, grad_input, grad_weight = (lesson.answer(i) for i in yours)
+        YourConv2d = course.as_function(
+            lambda x, w, stride, padding: forward(x, w, stride, padding),
+            lambda x, w, dy, stride, padding: (grad_input(dy, w, x.shape, stride, padding),
+                                               grad_weight(x, dy, w.shape[0], stride, padding)),
+            name="YourConv2d")
+        your_conv_error = check_projection(lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad).swish(), [xs, ws])
+        print(f"finite differences on YOUR conv2d Function, stride 2: error {your_conv_error:.1e}")
+        pair = []
+        for conv in (lambda x, w: YourConv2d.apply(x, w, stride=2, padding=pad), lambda x, w: F.conv2d(x, w, 2, pad)):
+            xa, wa = Tensor(xs.data, requires_grad=True), Tensor(ws.data, requires_grad=True)
+            (conv(xa, wa).sigmoid() * 3.0).sum().backward()
+            pair.append(xa.grad.to_flat() + wa.grad.to_flat())
+        print(f"gradients through yours and the library's: largest difference "
+              f"{lesson.agrees('gradients through your conv2d Function', *pair, 1e-9, 1e-10):.1e}")
+        if not your_conv_error < 1e-6:
+            raise course.Differs(f"finite differences on your conv2d Function: error {your_conv_error:.1e}")
+    else:
+        print("exercises", ", ".join(i for i in yours if not lesson.passed(i)), "still open: this runs once all "
+              "three pass")
 
 # %% [markdown]
 # ## Checks

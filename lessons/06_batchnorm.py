@@ -62,10 +62,11 @@ print("moving var after one step: ", bn.moving_var.tolist(), " (0.99 * 1 + 0.01 
 #
 # Write `bn_forward(x, gamma, beta, eps)`: training-mode batch norm of an NHWC Tensor by
 # the formulas at the top (biased variance, eps inside the square root), with Tensor
-# arithmetic: `x.mean(axis=(0, 1, 2), keepdims=True)`, `-`, `*`, `** -0.5`. The check
-# compares with the library's `batch_norm_train` for three random shapes and
-# eps = 1e-3, 0.1 (where eps outside the root shows) and 1e-5. Your version then
-# normalises the example above.
+# arithmetic: `x.mean(axis=(0, 1, 2), keepdims=True)`, `-`, `*`, `** -0.5`, returning a
+# Tensor of x's shape. The check compares with the library's `batch_norm_train` for four
+# shapes (several images, size-1 axes in the middle, so statistics over only some of N, H
+# and W show) and eps = 1e-3, 0.1 (where eps outside the root shows) and 1e-5. Your
+# version then normalises the example above.
 
 # %%
 # EXERCISE 06.1: your code here
@@ -75,10 +76,11 @@ def bn_forward(x, gamma, beta, eps):
 
 # %%
 lesson.exercise("06.1", bn_forward)
-if lesson.passed("06.1"):
-    yours = lesson.answer("06.1")(x, Tensor([1.0, 1.0]), Tensor([0.0, 0.0]), 1e-3)
-    print("your bn_forward, channel 0:", [round(v, 6) for v in yours.to_flat()[0::2]])
-    assert max(abs(p - q) for p, q in zip(yours.to_flat(), y.to_flat())) < 1e-12
+with lesson.plugged("06.1"):  # your forward on the example, compared with the layer's
+    if lesson.passed("06.1"):
+        yours = lesson.answer("06.1")(x, Tensor([1.0, 1.0]), Tensor([0.0, 0.0]), 1e-3)
+        print("your bn_forward, channel 0:", [round(v, 6) for v in yours.to_flat()[0::2]])
+        lesson.agrees("your bn_forward on the example", yours, y)
 
 # %% [markdown]
 # The output has mean 0 and variance *slightly below* 1: eps is added to the variance.
@@ -147,9 +149,12 @@ print(course.source(F.batch_norm_eval))
 # Work out dL/dmean and dL/dvar, substitute them (x_i - mean = xhat_i / invstd helps),
 # and write `bn_backward(x, gamma, beta, dy, eps)` -> (dx, dgamma, dbeta) with Tensor
 # arithmetic (`mean`, `sum` over `axis=(0, 1, 2)` with `keepdims=True`, `*`, `-`,
-# `** -0.5`), not `backward()`. The check compares with autograd through the library's
-# `batch_norm_train` for three random shapes and eps values. Then your forward and
-# backward become one Function, and the checks below run on it.
+# `** -0.5`), not `backward()`: the engine runs a Function's backward under `no_grad`,
+# where nothing is taped, and so does the check. dgamma and dbeta have gamma's shape (C,).
+# The check compares with autograd through the library's `batch_norm_train` for four
+# shapes and eps values, and once more with your backward inside a Function. Then your
+# forward and backward become one Function, compared with the library's, and the checks
+# below run on it.
 
 # %%
 # EXERCISE 06.2: your code here
@@ -161,23 +166,25 @@ def bn_backward(x, gamma, beta, dy, eps):
 lesson.exercise("06.2", bn_backward)
 
 # %% [markdown]
-# The closed form the library uses: dL/dmean = -invstd * sum(dxhat) and
-# dL/dvar = -1/2 * invstd^2 * sum(dxhat * xhat), so
+# Two facts any right dx has: it is orthogonal to the constant vector (sum(dx) = 0 per
+# channel: adding a constant to a channel changes nothing after BN), and, up to the small
+# eps, to xhat (scaling a channel changes almost nothing either).
 #
-#     dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
-#
-# Two facts to notice: the gradient is orthogonal to the constant vector (sum(dx) = 0:
-# adding a constant to a channel changes nothing after BN), and, up to the small eps, it
-# is orthogonal to xhat (scaling a channel changes almost nothing either). The library's
-# `BatchNorm` Function also reuses sum(dxhat) = gamma * dbeta and
-# sum(dxhat * xhat) = gamma * dgamma, and it writes the result as one multiply-add per
-# element, dx = a * dy - b * (x - mean) - c, with three numbers per channel (a, b, c). It
-# keeps x, not xhat. Both choices are for the compiler: the per-element work is so small
-# that XLA recomputes it inside the two backward convolutions that read dx, instead of
-# writing xhat and dx to memory and reading them back (the README's TPU table counts the bytes):
+# The closed form the library uses, and its `BatchNorm.backward`, are shown once yours
+# passes. The library writes dx as one multiply-add per element with three numbers per
+# channel, and keeps x, not xhat; both choices are for the compiler: the per-element work is
+# so small that XLA recomputes it inside the two backward convolutions that read dx, instead
+# of writing xhat and dx to memory and reading them back (the README's TPU table counts the
+# bytes).
 
 # %%
-print(course.source(fn.BatchNorm.backward))
+lesson.reveal("06.2", """The closed form: dL/dmean = -invstd * sum(dxhat) and dL/dvar = -1/2 * invstd^2 * sum(dxhat * xhat), so
+
+    dx = invstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+
+The library's Function also reuses sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma, and writes
+dx = a * dy - b * (x - mean) - c, with three numbers per channel (a, b, c):""",
+              course.source(fn.BatchNorm.backward))
 
 # %% [markdown]
 # ## Checking it, two ways
@@ -226,19 +233,21 @@ print(f"sum of dx over channel 0: {sum_dx_channel0:.1e}")
 
 # %%
 your_bn_error = your_bn_largest = None
-if lesson.passed("06.1") and lesson.passed("06.2"):
-    YourBatchNorm = course.as_function(lambda x, g, b, eps: lesson.answer("06.1")(x, g, b, eps),
-                                       lambda x, g, b, dy, eps: lesson.answer("06.2")(x, g, b, dy, eps),
-                                       name="YourBatchNorm")
-    your_bn_error = check_elementwise(lambda x, g, b: YourBatchNorm.apply(x, g, b, eps=1e-3), [xr, gamma, beta])
-    leaves = [Tensor(t.data, requires_grad=True) for t in (xr, gamma, beta)]
-    (YourBatchNorm.apply(*leaves, eps=1e-3) * dy).sum().backward()
-    your_bn_largest = max(abs(p - q) for t, want in zip(leaves, grads["naive chain"])
-                          for p, q in zip(t.grad.to_flat(), want))
-    print(f"YOUR batch norm: finite differences {your_bn_error:.1e}; against the naive chain {your_bn_largest:.1e}")
-    assert your_bn_error < 1e-6 and your_bn_largest < 1e-10
-else:
-    print("runs once exercises 06.1 and 06.2 pass")
+with lesson.plugged("06.2"):  # your backward, with your forward (the forward alone was compared above)
+    if lesson.passed("06.1") and lesson.passed("06.2"):
+        YourBatchNorm = course.as_function(lambda x, g, b, eps: lesson.answer("06.1")(x, g, b, eps),
+                                           lambda x, g, b, dy, eps: lesson.answer("06.2")(x, g, b, dy, eps),
+                                           name="YourBatchNorm")
+        leaves = [Tensor(t.data, requires_grad=True) for t in (xr, gamma, beta)]
+        out = YourBatchNorm.apply(*leaves, eps=1e-3)
+        lesson.agrees("your batch norm's output", out, F.batch_norm_train(xr, gamma, beta, 1e-3)[0])
+        (out * dy).sum().backward()
+        your_bn_largest = max(lesson.agrees(f"your batch norm's gradient of {name}", t.grad, want, 1e-9, 1e-10)
+                              for name, t, want in zip(("x", "gamma", "beta"), leaves, grads["naive chain"]))
+        your_bn_error = check_elementwise(lambda x, g, b: YourBatchNorm.apply(x, g, b, eps=1e-3), [xr, gamma, beta])
+        print(f"YOUR batch norm: finite differences {your_bn_error:.1e}; against the naive chain {your_bn_largest:.1e}")
+    else:
+        print("runs once exercises 06.1 and 06.2 pass")
 
 # %% [markdown]
 # ## Checks

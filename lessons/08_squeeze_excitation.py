@@ -37,15 +37,16 @@ from tinyeffnet.engine.gradcheck import check_projection
 from tinyeffnet.nn import DepthwiseConv2d, SqueezeExcite, initialize
 
 # %% [markdown]
-# ### Exercise 08.1: the SE forward
+# ## Exercise 08.1: the SE forward
 #
 # Write `se_forward(x, w_reduce, b_reduce, w_expand, b_expand)`: the four steps above on
 # an NHWC Tensor x with C channels, with Tensor operations (`x.mean(axis=(1, 2),
 # keepdims=True)`, `F.conv2d(s, w)` for a 1x1 convolution with a kernel of shape
 # (1, 1, C, r), `+ bias`, `F.swish`, `F.sigmoid`, `*`). The check runs the library's
-# `SqueezeExcite` with random weights on four random shapes and compares values and the
-# input's gradient; then the lesson's own checks of the gates and of the gradient run on
-# your module.
+# `SqueezeExcite` with random weights on five random shapes and compares the values and
+# the gradients of x and the four parameters; then your module runs the lesson's checks of
+# the gates and of the gradient, each compared with the library's module on the same
+# weights and input.
 
 # %%
 # EXERCISE 08.1: your code here
@@ -57,10 +58,10 @@ def se_forward(x, w_reduce, b_reduce, w_expand, b_expand):
 lesson.exercise("08.1", se_forward)
 
 # %% [markdown]
-# The library's module:
+# The library's module, once yours passes:
 
 # %%
-print(course.source(SqueezeExcite, docstring=True))
+lesson.reveal("08.1", course.source(SqueezeExcite, docstring=True))
 
 # %% [markdown]
 # The two "fully connected" layers are 1x1 convolutions on a 1x1 map: the same thing,
@@ -108,17 +109,20 @@ for name, p in se.named_parameters():
 initialize(se, "xavier", seed=0)
 
 
-def run_se(module, x):
-    """The SE module's forward: yours once exercise 08.1 passes, else the library's."""
-    if lesson.passed("08.1"):
-        return lesson.answer("08.1")(x, module.reduce.weight, module.reduce.bias, module.expand.weight,
-                                     module.expand.bias)
-    return module(x)
+def yours(module):
+    """Exercise 08.1's se_forward with `module`'s weights, called as the module is."""
+    return lambda x: lesson.answer("08.1")(x, module.reduce.weight, module.reduce.bias, module.expand.weight,
+                                           module.expand.bias)
 
 
-print("the checks below run on", "YOUR se_forward" if lesson.passed("08.1") else "the library's SqueezeExcite")
 x = Tensor.normal(1, (2, 3, 3, 96))
-y = run_se(se, x)
+y = se(x)
+with lesson.plugged("08.1"):  # your SE, on the same weights and input as the library's
+    if lesson.passed("08.1"):
+        y_yours = yours(se)(x)
+        lesson.agrees("your se_forward on the lesson's module (same weights, same input)", y_yours, y)
+        y = y_yours
+print("the checks below run on", "YOUR se_forward" if lesson.passed("08.1") else "the library's SqueezeExcite")
 xs, ys = x.to_flat(), y.to_flat()
 gates = {}
 for index, (a, b) in enumerate(zip(xs, ys)):
@@ -143,12 +147,28 @@ xg = Tensor.normal(2, (2, 3, 3, 6), requires_grad=True)
 names = [n for n, _ in small.named_parameters()]
 
 
-def se_with(x, *params):
-    with small.bind(dict(zip(names, params))):
-        return run_se(small, x)
+def se_with(forward):
+    """forward(x), run with the module's parameters bound to the given tensors."""
+    def run(x, *params):
+        with small.bind(dict(zip(names, params))):
+            return forward(x)
+    return run
 
 
-err = check_projection(se_with, [xg] + [Tensor(p.data, requires_grad=True) for p in small.parameters()])
+def fresh_leaves():
+    return [Tensor(xg.data, requires_grad=True)] + [Tensor(p.data, requires_grad=True) for p in small.parameters()]
+
+
+err = check_projection(se_with(small), fresh_leaves())
+with lesson.plugged("08.1"):  # your SE: its gradients against the library's, then finite differences
+    if lesson.passed("08.1"):
+        dy = Tensor.normal(3, xg.shape)
+        mine, theirs = fresh_leaves(), fresh_leaves()
+        (se_with(yours(small))(*mine) * dy).sum().backward()
+        (se_with(small)(*theirs) * dy).sum().backward()
+        for name, m, t in zip(["x"] + names, mine, theirs):
+            lesson.agrees(f"the gradient of {name} through your SE", m.grad, t.grad, 1e-8, 1e-11)
+        err = check_projection(se_with(yours(small)), fresh_leaves())
 print(f"SE gradient check (input and all 4 parameters): error {err:.1e}")
 
 # %% [markdown]

@@ -159,9 +159,11 @@ print(f"mean over 200 keys: {sum(means) / len(means):.3f} (expected 1)")
 # after the projection's BN, None: nowhere); the projection 1x1 conv and its BN, with no
 # activation (a *linear* bottleneck); and, when `block.spec.has_skip`, the input added
 # back, the branch going through `block.drop_connect(h, key)` first. Calling `block(x)`
-# or `block.forward` is refused: that is what the check compares with, on six random
-# blocks (expand 1 and more, strides 1 and 2, SE at "dw", "end" and nowhere, in
-# training mode with drop-connect). Your forward then runs the gradient check below.
+# or `block.forward` is refused: that is what the check compares with, on seven random
+# blocks (expand 1 and more, kernels 3 and 5, strides 1 and 2, SE at "dw", "end" and
+# nowhere, with drop-connect, in training and eval mode): the output, the BN statistics it
+# moves and the gradients. Your forward then runs the block below, compared with the
+# library's on the same weights, input and key, and the gradient check.
 
 # %%
 # EXERCISE 09.1: your code here
@@ -173,10 +175,10 @@ def mbconv_forward(block, x, key=None):
 lesson.exercise("09.1", mbconv_forward)
 
 # %% [markdown]
-# The library's:
+# The library's, once yours passes:
 
 # %%
-print(course.source(MBConv.forward))
+lesson.reveal("09.1", course.source(MBConv.forward))
 
 # %% [markdown]
 # ## A real block, with gradients
@@ -184,7 +186,9 @@ print(course.source(MBConv.forward))
 # A small block with all the parts (expand, depthwise stride 1, SE, project, skip with
 # drop-connect) on the pure-Python backend, in training mode. A fixed key keeps the
 # drop-connect mask the same in every forward pass of the finite-difference check. Once
-# exercise 09.1 passes, the block runs YOUR forward.
+# exercise 09.1 passes, the block runs YOUR forward, first compared with the library's on
+# the same weights, BN statistics, input and key: the output, the statistics it moves, and
+# every gradient.
 
 # %%
 spec = BlockSpec(stage=0, in_channels=4, out_channels=4, expand_ratio=2, kernel=3, stride=1,
@@ -196,17 +200,44 @@ xg = Tensor.normal(4, (2, 4, 4, 4), requires_grad=True)
 key = get_backend("python").key(11)
 
 
-forward = lesson.answer("09.1") or (lambda block, x, key: block(x, key))
-print("the check runs", "YOUR mbconv_forward" if lesson.passed("09.1") else "the library's MBConv.forward")
+statistics = block.arrays()["buffers"]
 
 
-def run_block(x, *params):
-    with block.bind(dict(zip(names, params))):
-        return forward(block, x, key)
+def library_forward(block, x, key):
+    return block(x, key)
 
 
-leaves = [xg] + [Tensor(p.data, requires_grad=True) for p in block.parameters()]
-err = check_projection(run_block, leaves)
+def run_block(forward, x, *params):
+    """(the block's output, its new BN statistics), with `forward` and the parameters given."""
+    with block.bind(dict(zip(names, params)), statistics):
+        return forward(block, x, key), block.arrays()["buffers"]
+
+
+def fresh_leaves():
+    return [Tensor(xg.data, requires_grad=True)] + [Tensor(p.data, requires_grad=True) for p in block.parameters()]
+
+
+forward = library_forward
+with lesson.plugged("09.1"):  # your forward against the library's: output, BN statistics, gradients
+    if lesson.passed("09.1"):
+        mine, theirs = fresh_leaves(), fresh_leaves()
+        (y_mine, stats_mine), (y_theirs, stats_theirs) = run_block(lesson.answer("09.1"), *mine), \
+            run_block(library_forward, *theirs)
+        lesson.agrees("your block's output", y_mine, y_theirs)
+        for name in stats_theirs:
+            lesson.agrees(f"the BN statistic {name} after your forward", stats_mine[name], stats_theirs[name])
+        dy = Tensor.normal(5, y_theirs.shape)
+        (y_mine * dy).sum().backward()
+        (y_theirs * dy).sum().backward()
+        for name, m, t in zip(["x"] + names, mine, theirs):
+            lesson.agrees(f"the gradient of {name} through your forward", m.grad, t.grad, 1e-8, 1e-11)
+        forward = lesson.answer("09.1")
+print("the check runs", "YOUR mbconv_forward" if forward is not library_forward else "the library's MBConv.forward")
+err = None
+with lesson.plugged("09.1"):
+    err = check_projection(lambda x, *params: run_block(forward, x, *params)[0], fresh_leaves())
+if err is None:  # your forward broke it: the library's
+    err = check_projection(lambda x, *params: run_block(library_forward, x, *params)[0], fresh_leaves())
 print(f"MBConv gradient check (input and all {len(names)} parameter arrays): error {err:.1e}")
 
 # %% [markdown]

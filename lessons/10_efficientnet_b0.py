@@ -73,7 +73,7 @@ lesson.show(bar_chart([
 # reads the variant:
 
 # %%
-print(course.source(block_specs, cut=[("variant, model = canonical_variant", "depth = SCALING"),
+print(course.source(block_specs, cut=[("variant, model = canonical_variant", "width, depth = multipliers"),
                                       ("raw = []", "cin = cout")]))
 
 # %%

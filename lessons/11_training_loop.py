@@ -270,10 +270,11 @@ lesson.show(image_grid(view_batch.images, view.batch_shape, [dataset.class_names
 # 3. after it: `optimizer.update(grads, state["opt_state"], state["params"])` and
 #    `apply_updates(net.backend, state["params"], updates, lr)`.
 #
-# The check runs one step of yours and one of the library's from the same state on a tiny
-# B0 (with dropout and drop-connect, with and without smoothing) and compares the loss,
-# every parameter, BN statistic and momentum. Once it passes, the real steps below run on
-# YOUR step.
+# The check runs two steps of yours and of the library's from the same state on a tiny B0
+# (with dropout and drop-connect, with and without smoothing, the network left in eval mode
+# and its own arrays unlike the state's) and compares the loss, every parameter, BN
+# statistic and momentum. Once it passes, the real steps below run on YOUR step, the first
+# three compared with the library's step from the same state.
 
 # %%
 # EXERCISE 11.3: your code here
@@ -286,11 +287,10 @@ lesson.exercise("11.3", train_step)
 
 # %% [markdown]
 # The library's, which also reports metrics (and can clip, freeze the backbone, keep an
-# EMA of the weights):
+# EMA of the weights), once yours passes:
 
 # %%
-print(course.source(steps.gradients))
-print(course.source(steps.make_train_step))
+lesson.reveal("11.3", course.source(steps.gradients), course.source(steps.make_train_step))
 
 # %% [markdown]
 # ## Real steps, in pure Python
@@ -299,27 +299,58 @@ print(course.source(steps.make_train_step))
 # a quarter of the channels (127k weights instead of 4M for 10 classes). We repeat ten
 # steps on the same 8 images: a network that can learn should memorise them, and the loss
 # should fall towards the smoothing floor computed above. (On fresh batches the loss
-# falls too, but it takes hundreds of steps to see through the noise.)
+# falls too, but it takes hundreds of steps to see through the noise.) As in the trainer,
+# an evaluation comes first, and it leaves the network in eval mode (moving BN statistics,
+# no dropout): the step must switch it back to training.
 
 # %%
 net = build_model("base", num_classes=10, width=0.25, depth=0.1, seed=0, bn_momentum=0.9)
 runtime = make_runtime("python")
 optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
 state = runtime.put_state(steps.init_state(net, optimizer))
-train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)))
-if lesson.passed("11.3"):
-    yours = lesson.answer("11.3")
-
-    def train_step(state, images, labels, key, lr):  # noqa: F811  (YOUR step replaces the library's)
-        new, loss = yours(net, optimizer, state, images, labels, key, lr, 0.1)
-        return new, dict(loss=loss.data if hasattr(loss, "data") else loss)
-print("the steps below run on", "YOUR train_step" if lesson.passed("11.3") else "the library's step")
-images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
+library_step = runtime.compile_train_step(steps.make_train_step(net, optimizer,
+                                                                steps.StepOptions(label_smoothing=0.1)))
+eval_step = runtime.compile_eval_step(steps.make_eval_step(net))
+images, labels, valid = runtime.put_batch(batch, loader.batch_shape, loader.normalization)
 print(f"{net.num_parameters():,} parameters; images {py.shape(images)} labels {py.to_flat(labels)}")
+
+
+def eval_loss(state):
+    sums = runtime.fetch(eval_step(state["params"], state["buffers"], images, labels, valid))
+    return sums["loss"] / sums["count"]
+
+
+def your_step(state, images, labels, key, lr):
+    new, loss = lesson.answer("11.3")(net, optimizer, state, images, labels, key, lr, 0.1)
+    return new, dict(loss=py.from_flat([float(loss.item() if hasattr(loss, "item") else loss)], ()))
+
+
+def same_step(step, mine, theirs):
+    """Your step's new state and loss against the library's, from the same state."""
+    (new, metrics), (want, want_metrics) = mine, theirs
+    lesson.agrees(f"step {step}: your loss", metrics["loss"], want_metrics["loss"])
+    for group in ("params", "buffers"):
+        for name, array in want[group].items():
+            lesson.agrees(f"step {step}: {group} {name!r} after your step", new[group].get(name), array)
+
+
+print(f"before training: eval-mode loss {eval_loss(state):.4f} (the network is now in eval mode)")
+print("the steps below run on", "YOUR train_step, the first three checked against the library's"
+      if lesson.passed("11.3") else "the library's step")
 losses = []
 start = time.time()
 for step in range(10):
-    state, metrics = train_step(state, images, labels, runtime.step_key(0, step), 0.05)
+    key = runtime.step_key(0, step)
+    mine = theirs = None
+    if lesson.passed("11.3"):
+        with lesson.plugged("11.3"):
+            mine = your_step(state, images, labels, key, 0.05)
+    if mine is None or step < 3:
+        theirs = library_step(state, images, labels, key, 0.05)
+    if mine is not None and theirs is not None:
+        with lesson.plugged("11.3"):
+            same_step(step, mine, theirs)
+    state, metrics = mine if lesson.passed("11.3") else theirs
     values = runtime.fetch(metrics)
     losses.append(values["loss"])
     print(f"step {step}: loss {values['loss']:.4f}" + (f"  top-1 {values['top1']:.3f}" if "top1" in values else ""))

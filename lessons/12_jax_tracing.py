@@ -23,13 +23,12 @@ import tinyeffnet  # installed with `pip install -e .`: the lessons find the rep
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
 import course  # lessons/course.py: figures, tables and the exercises' checks
+course.jax_on_the_cpu()  # JAX_PLATFORMS=cpu before JAX starts: this lesson runs on the CPU, whatever the machine has
 
 lesson = course.Lesson("12")
 ROOT = course.ROOT
 
 import collections
-import math
-import random
 
 from backends import get_backend
 from backends.python_backend import PyArray
@@ -153,12 +152,6 @@ jb = get_backend("jax")
 print("jax", jax.__version__, "devices:", jax.devices())
 
 
-def randn(seed, shape, scale=1.0):
-    """Normal samples drawn on the host. (Eager jax.random calls compile one small XLA
-    program per shape: fine in a long run, but seconds in a short lesson.)"""
-    rng = random.Random(seed)
-    return jb.from_flat([rng.gauss(0.0, scale) for _ in range(math.prod(shape))], shape)
-
 
 python_runs = collections.Counter()
 
@@ -171,8 +164,8 @@ def loss_and_grad(x, w):
     return loss.data, wt.grad.data
 
 
-x = randn(0, (2, 8, 8, 3))
-w = randn(1, (3, 3, 3, 4), 0.3)
+x = course.randn(jb, 0, (2, 8, 8, 3))
+w = course.randn(jb, 1, (3, 3, 3, 4), 0.3)
 compiled_fn = jax.jit(loss_and_grad)
 for _ in range(3):
     loss_value, grad_w = compiled_fn(x, w)

@@ -15,14 +15,13 @@ import tinyeffnet  # installed with `pip install -e .`: the lessons find the rep
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
 import course  # lessons/course.py: figures, tables and the exercises' checks
+course.jax_on_the_cpu()  # JAX_PLATFORMS=cpu before JAX starts: this lesson runs on the CPU, whatever the machine has
 
 lesson = course.Lesson("13")
 ROOT = course.ROOT
 
 import collections
 import json
-import math
-import random
 import re
 import subprocess
 import time
@@ -44,12 +43,6 @@ from tinyeffnet.plotting.charts import bar_chart
 jb, py = get_backend("jax"), get_backend("python")
 print("jax", jax.__version__, "devices:", jax.devices())
 
-
-def randn(seed, shape, scale=1.0):
-    """Normal samples drawn on the host. (Eager jax.random calls compile one small XLA
-    program per shape: fine in a long run, but seconds in a short lesson.)"""
-    rng = random.Random(seed)
-    return jb.from_flat([rng.gauss(0.0, scale) for _ in range(math.prod(shape))], shape)
 
 # %% [markdown]
 # ## Every primitive is one or two jax calls
@@ -80,10 +73,12 @@ print(course.source(jax_backend.JaxBackend._conv2d))
 # ((top, bottom), (left, right)). Pad x once with `jnp.pad`; the output has
 # (H + top + bottom - k) // stride + 1 rows (and likewise columns); then for each tap
 # (a, b) add the strided slice `xp[:, a:a + (out_h - 1) * stride + 1:stride, b:...]`
-# times `w[a, b, 0]` (one weight per channel, broadcast over N, H, W). The check runs it
-# under `jax.jit` and compares with `lax.conv_general_dilated(..., feature_group_count=C)`
-# on three random shapes, strides and paddings; then your function runs the gradient
-# comparison below (through `jax.grad`, as an oracle only).
+# times `w[a, b, 0]` (one weight per channel, broadcast over N, H, W); k comes from w
+# (EfficientNet has 3x3 and 5x5 kernels). The check runs it under `jax.jit` and compares
+# with `lax.conv_general_dilated(..., feature_group_count=C)` on five convolutions (kernels
+# 3 and 5, strides 1 and 2, SAME and uneven padding, a one-row image), and its gradients
+# (through `jax.grad`, as an oracle only); then your function runs the gradient
+# comparison below.
 
 # %%
 # EXERCISE 13.1: your code here
@@ -93,28 +88,30 @@ def depthwise_taps(x, w, stride, padding):
 
 # %%
 lesson.exercise("13.1", depthwise_taps)
-your_taps_diff = None
-if lesson.passed("13.1"):
-    xs_, ws_ = randn(7, (2, 9, 9, 6)), randn(8, (3, 3, 1, 6), 0.3)
-    pad_ = ((0, 1), (0, 1))
-    loss_of = lambda conv: lambda x, w: (conv(x, w) ** 2).sum()  # noqa: E731
-    yours_ = jax.jit(jax.grad(loss_of(lambda x, w: lesson.answer("13.1")(x, w, 2, pad_)), argnums=(0, 1)))(xs_, ws_)
-    xla_ = jax.jit(jax.grad(loss_of(lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (2, 2), pad_, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)), argnums=(0, 1)))(xs_, ws_)
-    your_taps_diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(yours_, xla_))
-    print(f"gradients of YOUR depthwise_taps and of XLA's convolution (stride 2, SAME): largest difference "
-          f"{your_taps_diff:.1e}")
-    assert your_taps_diff < 1e-4
+with lesson.plugged("13.1"):  # your taps' gradients against XLA's convolution's
+    if lesson.passed("13.1"):
+        xs_, ws_ = course.randn(jb, 7, (2, 9, 9, 6)), course.randn(jb, 8, (3, 3, 1, 6), 0.3)
+        pad_ = ((0, 1), (0, 1))
+        loss_of = lambda conv: lambda x, w: (conv(x, w) ** 2).sum()  # noqa: E731
+        yours_ = jax.jit(jax.grad(loss_of(lambda x, w: lesson.answer("13.1")(x, w, 2, pad_)), argnums=(0, 1)))(xs_,
+                                                                                                             ws_)
+        xla_ = jax.jit(jax.grad(loss_of(lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (2, 2), pad_, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)),
+            argnums=(0, 1)))(xs_, ws_)
+        your_taps_diff = max(lesson.agrees(f"the gradient of {name} through your depthwise_taps", a, b, 1e-5, 1e-4)
+                             for name, a, b in zip("xw", yours_, xla_))
+        print(f"gradients of YOUR depthwise_taps and of XLA's convolution (stride 2, SAME): largest difference "
+              f"{your_taps_diff:.1e}")
 
 # %% [markdown]
-# The backend's version, and where the choice is made: once, when a backend instance is
-# made, from the platform unless named. `get_backend("jax", depthwise="conv")` is an
-# instance of its own (one per set of choices); no instance ever changes its choice, so a
-# network built on one computes the same way for its whole life.
+# The backend's version (once yours passes), and where the choice is made: once, when a
+# backend instance is made, from the platform unless named. `get_backend("jax",
+# depthwise="conv")` is an instance of its own (one per set of choices); no instance ever
+# changes its choice, so a network built on one computes the same way for its whole life.
 
 # %%
 print("depthwise convolutions on this machine:", jb.depthwise, "(the default: taps where jax.default_backend() == 'cpu')")
-print(course.source(jax_backend._depthwise_taps))
+lesson.reveal("13.1", course.source(jax_backend._depthwise_taps))
 print("FORMULATIONS =", jax_backend.FORMULATIONS, "(the CPU's first)")
 print(course.source(jax_backend.JaxBackend.resolve_options))
 
@@ -128,8 +125,8 @@ def depthwise_grads(backend):
     return jax.jit(f)
 
 
-xd = randn(2, (2, 28, 28, 240))
-wd = randn(3, (5, 5, 1, 240), 0.1)
+xd = course.randn(jb, 2, (2, 28, 28, 240))
+wd = course.randn(jb, 3, (5, 5, 1, 240), 0.1)
 timings, results, conv_ops = {}, {}, {}
 for form in ("taps", "conv"):
     fn_ = depthwise_grads(get_backend("jax", depthwise=form))

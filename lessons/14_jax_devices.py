@@ -15,13 +15,13 @@ import tinyeffnet  # installed with `pip install -e .`: the lessons find the rep
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__))), "lessons"))
 import course  # lessons/course.py: figures, tables and the exercises' checks
+course.jax_on_the_cpu()  # JAX_PLATFORMS=cpu before JAX starts: this lesson runs on the CPU, whatever the machine has
 
 lesson = course.Lesson("14")
 ROOT = course.ROOT
 
 import json
 import math
-import random
 import subprocess
 
 import jax
@@ -34,11 +34,6 @@ from tinyeffnet.nn import Conv2d
 jb = get_backend("jax")
 
 
-def randn(seed, shape, scale=1.0):
-    """Normal samples drawn on the host (no small XLA program per shape)."""
-    rng = random.Random(seed)
-    return jb.from_flat([rng.gauss(0.0, scale) for _ in range(math.prod(shape))], shape)
-
 
 # %% [markdown]
 # ## Many devices: `jax.sharding`
@@ -49,31 +44,47 @@ def randn(seed, shape, scale=1.0):
 # `PartitionSpec()` replicates. Given these shardings, `jax.jit` compiles the *same* step
 # for all devices, and XLA inserts the communication: batch norm's sums and the gradient
 # sums become all-reduces over the devices, so the result does not depend on how many
-# devices there are.
+# devices there are, up to the order of floating-point sums: 8 devices add the same
+# numbers in another order than 1, and float addition is not associative, so the results
+# agree to rounding, not bit for bit (measured below).
 #
-# There is one CPU device here. XLA can pretend to have more:
-# `XLA_FLAGS=--xla_force_host_platform_device_count=8` (set before JAX starts) makes 8
-# CPU "devices", enough to test sharding on a laptop. We start a fresh Python with it:
+# This lesson pins JAX to the CPU (`course.jax_on_the_cpu()` in the first cell sets
+# `JAX_PLATFORMS=cpu` before JAX starts), so there is one CPU device here whatever the
+# machine has; without that variable, on a GPU machine or a TPU VM, `jax.devices()` lists
+# the accelerator's devices, and those are what the trainer uses. XLA can also pretend to
+# have more CPU devices: `XLA_FLAGS=--xla_force_host_platform_device_count=8` (set before
+# JAX starts) makes 8 CPU "devices", enough to test sharding on a laptop. We start a fresh
+# Python with it:
 
 # %%
 child = r"""
-import json, jax, jax.numpy as jnp
+import json, random, jax, jax.numpy as jnp
 from tinyeffnet.training.distributed import batch_sharding, make_mesh, replicated
 mesh = make_mesh()
 x = jax.device_put(jnp.arange(16 * 4, dtype=jnp.float32).reshape(16, 4), batch_sharding(mesh))
 total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(x)
+rng = random.Random(0)
+r = jnp.asarray([rng.gauss(0.0, 1.0) for _ in range(64 * 1000)], jnp.float32).reshape(64, 1000)
+on_one = jax.jit(lambda r: r.sum())(jax.device_put(r, jax.devices()[0]))
+on_eight = jax.jit(lambda r: r.sum(), out_shardings=replicated(mesh))(jax.device_put(r, batch_sharding(mesh)))
 print(json.dumps(dict(devices=jax.device_count(), mesh=dict(mesh.shape),
                       shards=[list(s.data.shape) for s in x.addressable_shards],
-                      spec=str(x.sharding.spec), total=float(total))))
+                      spec=str(x.sharding.spec), total=float(total), random_sum_one=float(on_one),
+                      random_sum_eight=float(on_eight))))
 """
 env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=ROOT)
 out = subprocess.run([sys.executable, "-c", child], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 assert out.returncode == 0, out.stderr
 sharded = json.loads(out.stdout.strip().splitlines()[-1])
 print(sharded)
+order_difference = sharded["random_sum_eight"] - sharded["random_sum_one"]
+print(f"64,000 random float32 numbers summed on 1 device: {sharded['random_sum_one']!r}, on 8: "
+      f"{sharded['random_sum_eight']!r} (difference {order_difference:.1e}: the order of the additions)")
 
 # %% [markdown]
-# A (16, 4) batch on 8 devices: each holds 2 rows. The trainer does exactly this with
+# A (16, 4) batch on 8 devices: each holds 2 rows. Its sum is exact either way (small
+# integers); the random numbers' sums may differ in the last bits, as float32 sums in
+# another order do. The trainer does exactly this with
 # `make_train_step(..., mesh=mesh)` (in_shardings: state replicated, images and labels
 # split), and `runtime.put_batch` builds the global batch from each process's local rows
 # (`jax.make_array_from_process_local_data`).
@@ -87,7 +98,7 @@ print(sharded)
 #    optimizer stay float32. The same mechanism, tried here on one layer:
 
 # %%
-x, w = randn(0, (2, 8, 8, 3)), randn(1, (3, 3, 3, 4), 0.3)
+x, w = course.randn(jb, 0, (2, 8, 8, 3)), course.randn(jb, 1, (3, 3, 3, 4), 0.3)
 conv = Conv2d(3, 4, 3, backend="jax")
 conv.load_state_dict({"weight": w})
 
@@ -109,7 +120,7 @@ print("activation dtype:", y_bf16.dtype, "| master weight dtype:", w.dtype, "| i
 # range (from about 3.3961e38 up) rounds to inf in bfloat16. 8 bits of significand give
 # log10(2^8) = 2.4 significant decimal digits: 1.0 and 1.0078125 are neighbours. A
 # float32 turns into bfloat16 by keeping its top 16 bits, rounded to nearest (ties to
-# even):
+# even), as JAX's cast (XLA's convert) does here:
 
 # %%
 bf16_cases = (1.0, 3.14159265, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, 65504.0, 1e-30, 3.38e38, 3.4e38)
@@ -125,13 +136,17 @@ print("significant decimal digits (log10 of 2^significand bits): float32",
 # ### Exercise 14.1: bfloat16 rounding, in JAX
 #
 # Write `to_bfloat16(x)` for a float32 JAX array: every value rounded to bfloat16, kept as
-# float32, the way the hardware's cast does it, with integer operations on the bits:
+# float32, bit for bit as JAX's cast above, with integer operations on the bits:
 # `jax.lax.bitcast_convert_type(x, jnp.uint32)` views the bits (no copy, no conversion);
 # round the low 16 bits away to nearest, ties to even (add 0x7FFF plus the lowest bit that
 # stays, `(bits >> 16) & 1`, then clear the low 16 bits with `& jnp.uint32(0xFFFF0000)`);
-# view the result as float32 again. No `astype(jnp.bfloat16)`: that is what the check
-# compares with, on 309 values (ties, values that round to inf, subnormals), under
-# `jax.jit`. Then your rounding shows what bfloat16 does to the layer's weights above.
+# view the result as float32 again. One case that arithmetic gets wrong: a NaN (exponent
+# bits all ones, a non-zero significand) whose set bits are all among the low 16 would
+# become inf, and one whose carry runs over the top would become 0. The cast keeps a NaN a
+# NaN: the quiet NaN 0x7FC00000 with x's sign bit (`jnp.where(jnp.isnan(x), ...)`). No
+# `astype(jnp.bfloat16)`: that is what the check compares with, bit for bit, on 319 values
+# (ties, values that round to inf, subnormals, zeros, infinities, 6 NaNs), under `jax.jit`.
+# Then your rounding shows what bfloat16 does to the layer's weights above.
 
 # %%
 # EXERCISE 14.1: your code here
@@ -141,12 +156,14 @@ def to_bfloat16(x):
 
 # %%
 lesson.exercise("14.1", to_bfloat16)
-if lesson.passed("14.1"):
-    w_rounded = jax.jit(lesson.answer("14.1"))(w)
-    relative = float(jnp.max(jnp.abs(w_rounded - w) / jnp.abs(w)))
-    print(f"the layer's weights through YOUR rounding: largest relative change {relative:.2e} (at most half a step "
-          f"of 8 significant bits, 2^-8 = {2 ** -8:.2e}); equal to the cast: {bool(jnp.all(w_rounded == w.astype(jnp.bfloat16).astype(jnp.float32)))}")
-    assert relative <= 2 ** -8
+with lesson.plugged("14.1"):  # your rounding of the layer's weights, against the cast
+    if lesson.passed("14.1"):
+        w_rounded = jax.jit(lesson.answer("14.1"))(w)
+        lesson.agrees("the layer's weights through your rounding", w_rounded,
+                       w.astype(jnp.bfloat16).astype(jnp.float32), 0.0, 0.0)
+        relative = float(jnp.max(jnp.abs(w_rounded - w) / jnp.abs(w)))
+        print(f"the layer's weights through YOUR rounding: largest relative change {relative:.2e} (at most half a "
+              f"step of 8 significant bits, 2^-8 = {2 ** -8:.2e}), equal to the cast")
 
 # %% [markdown]
 # 2. **Many hosts.** A TPU pod slice (or several GPU machines) runs ONE command on every
@@ -168,13 +185,20 @@ print(course.source(distributed.initialize))
 
 # %% [markdown]
 # 3. **Convolutions stay convolutions** (`get_backend("jax").depthwise` is "conv" off the
-#    CPU), and the compile happens once per run, so a bigger program costs nothing per step.
+#    CPU). Two costs stay apart there: the compile, paid once per program (the training
+#    step, the evaluation step) at the start of a run, grows with the program's size, e.g.
+#    with the k x k slices the taps path unrolls on the CPU; the time of a step is what the
+#    compiled program does at every call, its arithmetic and memory traffic, which the
+#    program's length does not measure. Lesson 13 timed trace, compile and step apart, and
+#    `python -m tinyeffnet.bench` reports the step's images/s and the compile time
+#    separately.
 #
 # ## Checks
 
 # %%
 assert sharded["devices"] == 8 and sharded["mesh"] == {"batch": 8}
 assert sharded["shards"] == [[2, 4]] * 8 and sharded["total"] == sum(range(64))
+assert abs(order_difference) <= 1e-5 * 64_000 ** 0.5 * 8, "the same sum up to float32 rounding"
 assert str(y_bf16.dtype) == "bfloat16" and str(grad_w32.dtype) == "float32"
 assert bf16_rounded[1.0 + 2 ** -8] == 1.0 and bf16_rounded[1.0 + 3 * 2 ** -8] == 1.0 + 2 ** -6, "ties to even"
 assert bf16_rounded[3.38e38] < float("inf") and bf16_rounded[3.4e38] == float("inf"), "the top of float32 overflows"

@@ -7,16 +7,17 @@
 # costs about 0.7; in all blocks 1.0 (SE at the end) and 1.4 (no SE). Its conclusion:
 # SE after the projection is not a good idea, and not every block needs SE.
 #
-# `tinyeffnet/experiments/ablation.py` runs that experiment:
+# `tinyeffnet/experiments/runner.py` runs that experiment:
 #
 #     python -m tinyeffnet.ablation --variants all --workdir runs/ablation
 #
 # trains every variant with the identical recipe (every flag of `tinyeffnet.train`,
 # resolved once), the same data order and the same seeds, each in its own process, then
-# writes `table2.md`, `table2.json` and `table2.png` (`tinyeffnet/experiments/table2.py`). It
+# writes `table2.md`, `table2.json` and `table2.png` (`tinyeffnet/experiments/table2/`). It
 # resumes: rerun the same command and finished runs are kept. That is the real
-# comparison; on the embedded data it takes minutes per variant with JAX (`--seeds 3`
-# gives error bars), on ImageNet (`--data imagenet:DIR`) it is the paper's 350 epochs.
+# comparison; on the embedded data a run takes about half an hour on one CPU core with JAX
+# (`--seeds 5` trains five seeds of each variant, as the README's Table II did), on
+# ImageNet (`--data imagenet:DIR`) it is the paper's 350 epochs.
 #
 # Here we run the same code at toy scale, so the whole lesson takes seconds: three
 # variants, the tiny network of lessons 11 and 13, 16x16 images, 6 steps each, on the
@@ -42,7 +43,7 @@ import shutil
 import tempfile
 
 from backends import get_backend
-from tinyeffnet.experiments import ablation, table2 as report
+from tinyeffnet.experiments import runner, table2 as report
 from tinyeffnet.training.checkpoint import latest_checkpoint, load_checkpoint
 from tinyeffnet.training.config import TrainConfig
 from tinyeffnet.model.efficientnet import PAPER_TABLE2, build_model
@@ -54,7 +55,7 @@ from tinyeffnet.model.efficientnet import PAPER_TABLE2, build_model
 # `write_report(table, workdir)` writes the three files.
 
 # %%
-print(inspect.getsource(ablation.ablate).split('"""')[1])
+print(inspect.getsource(runner.ablate).split('"""')[1])
 print(inspect.getsource(report.write_report).split('"""')[1])
 
 # %% [markdown]
@@ -64,17 +65,17 @@ print(inspect.getsource(report.write_report).split('"""')[1])
 # preset (lesson 11): `--backend python` selects `tiny`.
 
 # %%
-variants = ablation.parse_variants("base,SEend@all,noSE@all")  # the paper's spellings work
+variants = runner.parse_variants("base,SEend@all,noSE@all")  # the paper's spellings work
 workdir = tempfile.mkdtemp(prefix="tinyeffnet-lesson15-")
 atexit.register(shutil.rmtree, workdir, True)  # a toy: deleted when the lesson ends
 cfg = TrainConfig(backend="python", variant="base", data="default", width=0.25, depth=0.1, image_size=16,
                   batch_size=8, epochs=1, max_steps=6, eval_examples=32, workers=0, log_every=1,
                   checkpoint_every=3).resolved().check()
 print("variants:", variants)
-print("recipe:", {k: v for k, v in ablation.recipe(cfg).items() if v is not None})
+print("recipe:", {k: v for k, v in runner.recipe(cfg).items() if v is not None})
 log = os.path.join(workdir, "runs.log")
 with course.stderr_to(log):  # the runs' progress bars: useful in a terminal, noise in a lesson
-    table, failed = ablation.ablate(cfg, variants, [0], workdir)
+    table, failed = runner.ablate(cfg, variants, [0], workdir)
 if failed:
     with open(log) as f:
         print(f.read()[-3000:])
@@ -133,7 +134,7 @@ lesson.exercise("15.1", paired_interval)
 # Its folder:
 
 # %%
-run = ablation.run_dir(workdir, "base", 0)
+run = runner.run_dir(workdir, "base", 0)
 for name in sorted(os.listdir(run)):
     print("  ", name, sorted(os.listdir(os.path.join(run, name))) if os.path.isdir(os.path.join(run, name)) else "")
 with open(os.path.join(run, "summary.json")) as f:
@@ -169,16 +170,16 @@ print("step", state["step"], "| groups:", groups, "|", len(tensors), "tensors, e
 # %% [markdown]
 # ## The real thing
 #
-#     python -m tinyeffnet.ablation --variants all --seeds 3 --workdir runs/ablation
+#     python -m tinyeffnet.ablation --variants all --seeds 5 --workdir runs/ablation
 #     python -m tinyeffnet.ablation --variants all --data imagenet:/data/imagenet --workdir runs/imagenet
 #
-# The first trains the seven variants on the embedded Fashion-MNIST subset with the
-# `default` preset (JAX, 48x48, 6 epochs, about 20 minutes a run and core on a 2-core
-# CPU). Do not expect the paper's differences there: 6 epochs of Fashion-MNIST at 48x48 is a different
-# and much easier task than 350 epochs of ImageNet, and only several seeds tell a
-# difference from noise (the README's Table II: three seeds resolve about a point). The second command is
-# the paper's experiment (section IV-B recipe, 350 epochs, batch 2048), a job for TPUs
-# (lesson 14).
+# The first trains the seven variants, five seeds each, on the embedded Fashion-MNIST subset
+# with the `default` preset (JAX, 48x48, 6 epochs; the README gives a run's time on one
+# core). Do not expect the paper's differences there: 6 epochs of Fashion-MNIST at 48x48 is
+# a different and much easier task than 350 epochs of ImageNet, and only several seeds tell
+# a difference from noise (the README's Table II: with five seeds of every variant, most
+# differences are still not resolved). The second command is the paper's experiment
+# (section IV-B recipe, 350 epochs, batch 2048), a job for TPUs (lesson 14).
 #
 # (The toy runs above live in a temporary folder, deleted when this lesson ends; the two
 # figures were copied out.)

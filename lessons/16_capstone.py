@@ -8,7 +8,8 @@
 #
 # 1. **name it** so that the one model builder, `build_model`, understands it;
 # 2. **count it**, by hand and measured;
-# 3. **cost the real question**: what the full comparison on the embedded data costs;
+# 3. **cost the real question**: what the full comparison on the embedded data costs,
+#    priced by a short calibration run of its own recipe on this machine;
 # 4. **train it against base, time-boxed**: two seeds each with the real ablation
 #    runner, sized to about 10 minutes on a 2-core CPU;
 # 5. **read it against the seed spread** with the paired statistics of lesson 15: is
@@ -36,13 +37,13 @@ import shutil
 import tempfile
 import time
 
+from data_tools import Loader, open_dataset
 from tinyeffnet.ablation import build_ablation_parser
-from tinyeffnet.experiments import ablation, table2 as report
+from tinyeffnet.experiments import runner, table2 as report
 from tinyeffnet.experiments.paired import paired_difference, verdict
-from backends import get_backend
-from tinyeffnet import Tensor
 from tinyeffnet.model.efficientnet import block_specs, build_model
 from tinyeffnet.model.spec import VARIANTS, canonical_variant
+from tinyeffnet.plotting.canvas import BLUE, GREEN, MUTED, ORANGE, Panel, new_figure
 from tinyeffnet.training.config import TrainConfig, config_from_args
 
 # %% [markdown]
@@ -127,51 +128,55 @@ lesson.table(["variant", "B0, 1000 classes", "tiny (width 0.25, depth 0.1), 10 c
 #
 # The full comparison on the embedded data: both variants, three seeds, the JAX backend
 # and the trainer's default recipe for it (whatever `tinyeffnet/training/config.py`
-# currently sets). Its cost, counted before anything is trained: the runs, the steps, the
-# training images, and the arithmetic (a training step is about three times the forward
-# pass's multiply-accumulates, counted on the meta backend).
+# currently sets). What one run does, counted before anything is trained: its training
+# steps, and its evaluations (after every `eval_every` epochs: precise BN statistics
+# measured on `precise_bn` training images, then the whole test split scored, both twice
+# when the run keeps an EMA of the weights, once for each set of weights).
 
 # %%
 command = f"python -m tinyeffnet.ablation --variants base,{chosen} --seeds 3 --backend jax --workdir runs/{chosen}"
 args = build_ablation_parser().parse_args(command.split()[3:])  # the real command line parser accepts it
-command_variants = ablation.parse_variants(args.variants)
+command_variants = runner.parse_variants(args.variants)
 args.variant = "base"
 full = config_from_args(args).resolved().check()
-train_images = 20_000  # the embedded Fashion-MNIST training subset
+train_data = open_dataset(full.data, "train", image_size=full.image_size)
+train_images, test_images = len(train_data), len(open_dataset(full.data, "eval", image_size=full.image_size))
+steps_per_epoch = Loader(train_data, full.batch_size).steps_per_epoch  # as the trainer's loader batches it
 
 
-def training_macs(cfg, variant, images):
-    """Multiply-accumulates of training `images` images: 3 x the forward pass (forward,
-    input gradients, weight gradients), counted on the meta backend."""
-    options = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None}
-    net = build_model(variant, num_classes=10, backend="meta", **options)
-    net.eval()
-    meta = get_backend("meta")
-    meta.macs = 0
-    net(Tensor(meta.full((1, cfg.image_size, cfg.image_size, 3), 0.0), meta))
-    return 3 * meta.macs * images
+def run_work(cfg, steps):
+    """(training images, forward-only images of its evaluations) of one run of `cfg` that
+    trains `steps` steps."""
+    evaluations = math.ceil(steps / (cfg.eval_every * steps_per_epoch))
+    scored = cfg.eval_examples or test_images
+    return steps * cfg.batch_size, evaluations * (scored + cfg.precise_bn) * (2 if cfg.ema_decay else 1)
 
 
 full_runs = len(command_variants) * args.seeds
-full_steps = full.max_steps or full.epochs * math.ceil(train_images / full.batch_size)
-full_images = full_steps * full.batch_size
-full_macs = sum(training_macs(full, v, full_images) for v in command_variants) * args.seeds
+full_steps = full.max_steps or full.epochs * steps_per_epoch
+full_train, full_eval = run_work(full, full_steps)
 print(command)
-print(f"{full_runs} runs x {full_steps:,} steps x {full.batch_size} images ({full.preset} preset: {full.epochs} epochs "
-      f"at {full.image_size}x{full.image_size}, width {full.width or 1.0}) = {full_runs * full_images:,} training images, "
-      f"{full_macs / 1e12:,.1f} T multiply-accumulates")
+print(f"{full_runs} runs, each {full_steps:,} steps x {full.batch_size} images = {full_train:,} training images "
+      f"({full.preset} preset: {full.epochs} epochs at {full.image_size}x{full.image_size}) and {full_eval:,} images "
+      "through the evaluations")
 
 # %% [markdown]
-# How long that takes depends on the machine; the time-boxed runs below measure this
-# machine's speed, and the lesson converts it at the end.
+# How long that takes depends on the machine, so it is measured: a calibration run of that
+# very recipe (the default run, cut to a few steps and a small evaluation) gives this
+# machine's training speed and what a run costs whatever its length (the start, the
+# compiles, writing the run's files). An image through an evaluation costs about a third of
+# a training image (a forward pass, where a training step also runs the input and the
+# weight gradients). The price is computed at the end.
 #
 # ## 4. Training it against base, time-boxed
 #
 # The same runner, the same recipe for every run, two seeds each, at a smaller scale that
 # fits the time box: the tiny network (width 0.25, depth 0.1) at 16x16, with its own short
 # recipe (learning rate 0.05 without warmup, no weight averaging, no dropout; BN
-# statistics recomputed before evaluation). A short calibration run (base, a few steps)
-# measures the speed first; the number of steps per run is then what four runs can afford.
+# statistics recomputed before evaluation). Two short calibration runs of base come first:
+# the full command's recipe of section 3 (for its price; not in a toy run), then this small
+# recipe, whose speed sizes the box: the number of steps per run is what four runs can
+# afford in the time left.
 
 # %%
 budget_minutes = float(os.environ.get("TINYEFFNET_CAPSTONE_MINUTES", "10"))
@@ -187,16 +192,26 @@ recipe = dict(backend=box_backend, variant="base", data="default", width=0.25, d
               lr=0.05, warmup_epochs=0.0, ema_decay=0.0, precise_bn=0 if toy else 1024, dropout=0.0,
               drop_connect=0.0, augment="none")
 calibration_steps = 2 if toy else 60
+full_calibration = None
 start = time.time()
 with course.stderr_to(os.path.join(workdir, "runs.log")):  # progress bars, not lesson output
-    calibration, failed_calibration = ablation.ablate(
+    if not toy:  # the full command's own recipe, cut short: the price of section 3
+        full_calibration, failed_full_calibration = runner.ablate(
+            TrainConfig(**{**vars(full), "max_steps": 12, "eval_examples": 512, "precise_bn": min(full.precise_bn, 512),
+                           "checkpoint_every": 10 ** 6}).resolved().check(),
+            ["base"], [0], os.path.join(workdir, "calibration-full"), say=lambda *a, **k: None)
+        assert not failed_full_calibration, failed_full_calibration
+full_calibration_seconds = time.time() - start
+start = time.time()
+with course.stderr_to(os.path.join(workdir, "runs.log")):
+    calibration, failed_calibration = runner.ablate(
         TrainConfig(**recipe, max_steps=calibration_steps).resolved().check(), ["base"], [0],
         os.path.join(workdir, "calibration"), say=lambda *a, **k: None)
 calibration_seconds = time.time() - start
 speed = calibration["variants"]["base"]["images_per_s"][0] or 1.0  # after the compile
 overhead = max(0.0, calibration_seconds - calibration_steps * recipe["batch_size"] / speed)
 runs = 4
-box_steps = max(2, int((budget_minutes * 60 - calibration_seconds - runs * overhead) * speed
+box_steps = max(2, int((budget_minutes * 60 - full_calibration_seconds - calibration_seconds - runs * overhead) * speed
                        / (runs * recipe["batch_size"])))
 box_cfg = TrainConfig(**{**recipe, "epochs": max(1, math.ceil(box_steps * recipe["batch_size"] / train_images))},
                       max_steps=box_steps).resolved().check()
@@ -208,11 +223,10 @@ print(f"{'TOY (pure Python, under 3 minutes): the verdict below means nothing. '
 seeds = [0, 1]
 start = time.time()
 with course.stderr_to(os.path.join(workdir, "runs.log")):
-    table, failed = ablation.ablate(box_cfg, ["base", chosen], seeds, workdir)
+    table, failed = runner.ablate(box_cfg, ["base", chosen], seeds, workdir)
 box_seconds = time.time() - start
 paths = report.write_report(table, workdir)
 lesson.markdown(report.markdown_table(table))
-lesson.show(paths["png"], "my_variant_vs_base")
 print(f"the four runs took {box_seconds / 60:.1f} minutes")
 
 # %% [markdown]
@@ -235,28 +249,64 @@ print(f"base - {chosen}, seed by seed: {[f'{d:+.4f}' for d in difference['differ
       f"{difference['n']} seeds")
 print(f"'base beats {chosen}': {claim}" + (" (a toy run: this verdict means nothing)" if toy else ""))
 
+
+def interval_chart(difference, title):
+    """Each seed's difference, then their mean and 95% interval, against the zero line."""
+    image, draw, fonts = new_figure((760, 460), title)
+    panel = Panel(draw, (0, 44, 760, 460), "", fonts)
+    each = [100 * d for d in difference["differences"]]
+    low, mean, high = (100 * difference[k] for k in ("low", "mean", "high"))
+    n = len(each)
+    panel.axes([-0.5, n + 0.5], each + [low, high, 0.0], xlabel=f"seed (0-{n - 1}), then ({n}) their mean and 95% interval",
+               ylabel="base - variant, top-1 points")
+    x0, _, x1, _ = panel.box
+    draw.line([(x0, panel.py(0.0)), (x1, panel.py(0.0))], fill=MUTED, width=1)
+    draw.text((x0 + 4, panel.py(0.0) - 2), "0: no difference", fill=MUTED, font=fonts["small"], anchor="ld")
+    panel.line([(n, low), (n, high)], ORANGE, f"95% interval (t, {n} seeds)", width=3)
+    panel.markers(list(enumerate(each)), BLUE, "one seed's difference")
+    panel.markers([(n, mean)], GREEN, "their mean")
+    panel.draw_legend("bottom-right")
+    return image
+
+
+lesson.show(interval_chart(difference, f"base - {chosen}: top-1 seed by seed, and the paired 95% interval"),
+            "paired_interval")
+
 # %% [markdown]
-# Two seeds give a t interval with t(0.975, 1) = 12.7: only a difference far larger than
-# its seed-to-seed wobble resolves. "Not resolved" is an honest answer, and the usual one
+# The chart puts the interval against 0, where "no difference" lies: an interval across
+# the zero line is not resolved, however far apart the two means look. Two seeds give a t
+# interval with t(0.975, 1) = 12.7: only a difference far larger than its seed-to-seed
+# wobble resolves. "Not resolved" is an honest answer, and the usual one
 # here; more seeds narrow the interval (t falls to 4.3 with three, and the standard error
 # as 1 / sqrt(seeds)); a longer run moves the difference itself.
 #
 # ## 6. The real command, priced with this machine's speed
 #
-# The time-boxed runs measured this machine's training speed on the small network. Scaled
-# by the arithmetic (multiply-accumulates per image), it prices the full command of
-# section 3. A rough estimate: small networks use the hardware less well, so the real
-# runs are usually faster per multiply-accumulate than this predicts.
+# The calibration run of section 4 trained the full command's own recipe for a few steps.
+# Its training speed (images/s once compiled) and its fixed part (its wall time less its
+# steps and its evaluation at that speed) price one run of the recipe at full length:
+# fixed part + training images / speed + evaluation images / (3 x speed). The six runs of
+# the command run one after another. A toy run (pure Python) trains no full recipe, and
+# prices nothing.
 
 # %%
-box_speed = [s for v in rows for s in rows[v]["images_per_s"] if s]
-box_rate = sum(box_speed) / len(box_speed) * training_macs(box_cfg, "base", 1)  # MACs per second
-estimate_hours = full_macs / box_rate / 3600
-print(f"measured: {sum(box_speed) / len(box_speed):,.3g} images/s = {box_rate / 1e9:,.3g} G multiply-accumulates/s "
-      f"({box_backend} backend, this machine)")
-print(f"{command}\n  about {estimate_hours:,.1f} hours here ({full_macs / 1e12:,.1f} T MACs / "
-      f"{box_rate / 1e9:,.3g} G MACs/s)" + (" -- priced from a pure-Python toy: far too slow, JAX is much faster"
-                                          if toy else ""))
+estimate_hours = None
+if full_calibration is not None:
+    measured = full_calibration["variants"]["base"]
+    speed_full, seconds_full, steps_full = measured["images_per_s"][0], measured["seconds"][0], measured["steps"][0]
+    cal_train, cal_eval = run_work(TrainConfig(**{**vars(full), "eval_examples": 512,
+                                                  "precise_bn": min(full.precise_bn, 512)}), steps_full)
+    fixed = max(0.0, seconds_full - (cal_train + cal_eval / 3) / speed_full)
+    run_seconds = fixed + (full_train + full_eval / 3) / speed_full
+    estimate_hours = full_runs * run_seconds / 3600
+    print(f"measured: the calibration run ({steps_full} steps of the {full.preset} recipe) trained {speed_full:,.1f} "
+          f"images/s once compiled, and took {seconds_full:,.0f} s, of which {fixed:,.0f} s whatever its length")
+    print(f"{command}\n  one run: {fixed:,.0f} s + {full_train:,} / {speed_full:,.1f} s training + {full_eval:,} / "
+          f"(3 x {speed_full:,.1f}) s evaluating = {run_seconds / 60:,.0f} minutes; {full_runs} runs one after another: "
+          f"about {estimate_hours:,.1f} hours here")
+else:
+    print(f"{command}\n  not priced: a toy run trains the pure-Python backend only (set TINYEFFNET_CAPSTONE_MINUTES "
+          "to 3 or more for the JAX runs and the price)")
 
 # %% [markdown]
 # Its `table2.md` reads the same way, with three seeds; on ImageNet (`--data
@@ -278,5 +328,6 @@ assert difference["n"] == 2 and difference["low"] <= difference["mean"] <= diffe
 assert claim in ("reproduced", "contradicted", "not resolved")
 assert all(os.path.isfile(p) for p in paths.values())
 assert command_variants == ["base", chosen] and args.seeds == 3 and full.backend == "jax"
-assert full_macs > 0 and estimate_hours > 0
+assert full_train == full_steps * full.batch_size and full_eval > 0
+assert toy == (estimate_hours is None) and (toy or estimate_hours > 0)
 lesson.finish()

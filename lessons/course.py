@@ -14,13 +14,16 @@ and then calls `lesson.show(image, name)`, `lesson.table(header, rows)` and
 table renders as Markdown.
 
 Exercises: the lesson gives a marked cell (a function or class to fill in) and passes what
-it holds to `lesson.exercise`, which runs the exercise's check (lessons/exercises.py). An
-unfinished answer prints what to do, a wrong one what is wrong; either way the lesson goes
-on. A passed answer is plugged into the lesson (`lesson.answer(id)`, `as_function`): the
-lesson's own checks then run on the learner's piece. With TINYEFFNET_SOLUTIONS=1 the
-reference answers of lessons/solutions/ replace the learner's, and any check that fails
-stops the lesson with an error. `finish()` prints the lesson's last line: how many
-exercises are passed, to do and wrong.
+it holds to `lesson.exercise`, which runs the exercise's check (lessons/checks/NN_name.py).
+An unfinished answer prints what to do, a wrong one what is wrong; either way the lesson
+goes on. The library's own version of a piece is shown only once the piece passes
+(`lesson.reveal`). A passed answer is plugged into the lesson (`lesson.answer(id)`,
+`as_function`) inside `with lesson.plugged(id):`, where the lesson compares it with the
+library's piece on the same weights and input (`lesson.agrees`): a piece that raises or
+differs there is caught, said, and counted wrong, and the lesson goes on with the library's.
+With TINYEFFNET_SOLUTIONS=1 the reference answers of lessons/solutions/ replace the
+learner's, and any check that fails stops the lesson with an error. `finish()` prints the
+lesson's last line: how many exercises are passed, to do and wrong.
 """
 import ast
 import contextlib
@@ -34,7 +37,7 @@ import textwrap
 
 import tinyeffnet
 
-import exercises
+import checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tinyeffnet.__file__)))
 LESSONS = os.path.join(ROOT, "lessons")
@@ -42,11 +45,33 @@ FIGURES = os.environ.get("TINYEFFNET_FIGURES") or os.path.join(LESSONS, "figures
 SOLUTIONS = os.environ.get("TINYEFFNET_SOLUTIONS", "") == "1"
 
 
-as_function = exercises.as_function  # a learner's forward and backward plugged in as a Function
+as_function = checks.as_function  # a learner's forward and backward plugged in as a Function
 
 
 class ExerciseFailed(AssertionError):
-    """A reference solution failed its check (only raised with TINYEFFNET_SOLUTIONS=1)."""
+    """A reference solution failed its check, or broke the lesson after it (only raised with
+    TINYEFFNET_SOLUTIONS=1)."""
+
+
+class Differs(AssertionError):
+    """A learner's piece, plugged into the lesson, computed something else than the library's."""
+
+
+def jax_on_the_cpu():
+    """Pin JAX to the CPU, before it is imported: a lesson that has no use for an accelerator then
+    never starts one's runtime (nor prints its start-up messages, e.g. when another process
+    holds the TPU). An explicit JAX_PLATFORMS is kept; once JAX is imported it is too late."""
+    if "jax" not in sys.modules:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def randn(backend, seed, shape, scale=1.0):
+    """Normal samples on `backend`, drawn by the pure-Python backend's generator and copied over:
+    eager jax.random calls compile one small XLA program per shape (fine in a long run, seconds in
+    a short lesson)."""
+    from backends import get_backend
+    backend = get_backend(backend)
+    return backend.from_flat(tinyeffnet.Tensor.normal(seed, shape, std=scale).to_flat(), tuple(shape))
 
 
 def in_notebook():
@@ -118,7 +143,7 @@ class Lesson:
         self.results = {}  # exercise id -> "passed" | "todo" | "wrong"
         self.answers = {}
         self.figures = []
-        self.solutions = _solutions_module(number) if SOLUTIONS and exercises.of_lesson(number) else None
+        self.solutions = _solutions_module(number) if SOLUTIONS and checks.of_lesson(number) else None
 
     # ------------------------------------------------------------ figures and tables
     def show(self, figure, name):
@@ -162,7 +187,7 @@ class Lesson:
         """Check the learner's answer (or, with TINYEFFNET_SOLUTIONS=1, the reference one) and
         say how it went. Returns nothing (a notebook would echo it); `answer(id)` gives the
         answer that was checked, for a lesson to plug in."""
-        spec = exercises.EXERCISES[exercise_id]
+        spec = checks.get(exercise_id)
         if self.solutions is not None:
             answer = getattr(self.solutions, spec.name)
         status, message = spec.run(answer, **context)
@@ -175,17 +200,62 @@ class Lesson:
         self.answers[exercise_id] = answer
 
     def answer(self, exercise_id):
-        """The answer checked for an exercise when it passed (to plug into the lesson), else None."""
+        """The answer checked for an exercise when it passed (to plug into the lesson), else None;
+        None again once it broke the lesson (`plugged`)."""
         return self.answers.get(exercise_id) if self.passed(exercise_id) else None
 
     def passed(self, exercise_id):
         return self.results.get(exercise_id) == "passed"
 
+    def reveal(self, exercise_id, *texts):
+        """Print `texts` (the library's version of the piece an exercise builds) once the exercise
+        has passed; before, say where it will appear: the unsolved run never shows the answer."""
+        if self.passed(exercise_id):
+            print("\n\n".join(texts))
+        else:
+            print(f"(the library's version is shown here once exercise {exercise_id} passes)")
+
+    @contextlib.contextmanager
+    def plugged(self, *exercise_ids):
+        """Where the lesson runs the learner's passed pieces. If one raises, or differs from the
+        library's (`agrees`), the lesson says what broke, counts the exercise wrong, and goes on
+        after the block (`answer` then gives None: the library's piece is used). An error while
+        none of them is plugged in is the lesson's own, and is raised."""
+        try:
+            yield
+        except Exception as e:  # the learner's piece broke: say what, and go on
+            plugged = [i for i in exercise_ids if self.passed(i)]
+            if not plugged:
+                raise
+            what = str(e) if isinstance(e, (Differs, checks.Wrong)) else f"it raised {type(e).__name__}: {e}"
+            for exercise_id in plugged:
+                self.results[exercise_id] = "wrong"
+                print(f"exercise {exercise_id} ({checks.get(exercise_id).name}): passed its check, but broke the "
+                      f"lesson here: {what}. It counts as wrong; the lesson goes on with the library's piece.")
+            if self.solutions is not None:
+                raise ExerciseFailed(f"the reference solution of exercise {', '.join(plugged)} broke the lesson: "
+                                     f"{what}") from e
+
+    @staticmethod
+    def agrees(label, mine, theirs, rel=1e-9, abs_=1e-12):
+        """The largest difference between `mine` and `theirs` (Tensors, backend arrays, nested lists
+        or numbers), when every value agrees within rel and abs_; else raise `Differs`: inside
+        `plugged`, that fails the piece."""
+        if mine is None:
+            raise Differs(f"{label}: yours is None")
+        mine, theirs = checks.common.flat(mine), checks.common.flat(theirs)
+        if len(mine) != len(theirs):
+            raise Differs(f"{label}: yours has {len(mine)} values, the library's {len(theirs)}")
+        worst = max((abs(a - b) for a, b in zip(mine, theirs)), default=0.0)
+        if not all(checks.common.close(a, b, rel, abs_) for a, b in zip(mine, theirs)):
+            raise Differs(f"{label}: yours differs from the library's by up to {worst:.2e}")
+        return worst
+
     def finish(self):
         """The lesson's last line: how its exercises stand (passed, to do, wrong), and that its
         own checks hold (they ran just before). "passed" only when every exercise is; with
         TINYEFFNET_SOLUTIONS=1 every exercise must have run and passed."""
-        expected = exercises.of_lesson(self.number)
+        expected = checks.of_lesson(self.number)
         status = {s: [i for i in expected if self.results.get(i, "todo") == s] for s in ("passed", "todo", "wrong")}
         if self.solutions is not None and len(status["passed"]) != len(expected):
             open_ = [i for i in expected if i not in status["passed"]]
