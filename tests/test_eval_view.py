@@ -4,7 +4,6 @@ and predict feed a network the view its checkpoint records.
 The reference pixels are in tests/fixtures/eval_views.safetensors, written once by
 tests/fixtures/make_view_fixtures.py with the libraries' own eval transforms (torch, timm,
 torchvision); read here with tinyeffnet's reader, without torch."""
-import io
 import json
 import os
 
@@ -12,14 +11,14 @@ import pytest
 from PIL import Image
 
 from data_tools import open_dataset
-from data_tools.augment import imagenet_eval_image
-from data_tools.eval_view import TF_VIEW, EvalView
+from data_tools.eval_view import TF_VIEW, EvalView, tf_eval_image
 from data_tools.pixels import rgb_bytes
 from tinyeffnet.model import ModelSpec
-from tinyeffnet.training.evaluation import spec_view
 from tinyeffnet.weights.exchange import pretrained_cfg_view
 from tinyeffnet.weights.families import FAMILIES
 from tinyeffnet.weights.files import read_state_dict
+
+import view_fixtures  # tests/view_fixtures.py
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "eval_views.safetensors")
 
@@ -27,19 +26,7 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """(photo paths by name, {view: {name: uint8 RGB bytes}}, the views' recorded configs)."""
-    records, metadata = read_state_dict(FIXTURE)
-    folder = tmp_path_factory.mktemp("photos")
-    photos, pixels = {}, {}
-    for key, record in records.items():
-        kind, rest = key.split("/", 1)
-        if kind == "photo":
-            photos[rest] = str(folder / rest)
-            with open(photos[rest], "wb") as f:
-                f.write(record.raw)
-        else:
-            view, name = rest.rsplit("/", 1)
-            with Image.open(io.BytesIO(record.raw)) as img:
-                pixels.setdefault(view, {})[name] = (img.size, img.tobytes())
+    photos, pixels, metadata = view_fixtures.load(FIXTURE, tmp_path_factory.mktemp("photos"))
     return photos, pixels, json.loads(metadata["views"])
 
 
@@ -110,13 +97,13 @@ def test_the_eval_split_and_the_spec_use_the_recorded_view(tmp_path):
     eval_with_view = open_dataset(str(tmp_path), "eval", 32, eval_view=view)
     assert eval_with_view.example(0, None) == rgb_bytes(view.image(str(photo), 32))
     # networks trained here record none: TensorFlow's view, as before
-    assert open_dataset(str(tmp_path), "eval", 32).example(0, None) == rgb_bytes(imagenet_eval_image(str(photo), 32))
-    assert rgb_bytes(TF_VIEW.image(str(photo), 32)) == rgb_bytes(imagenet_eval_image(str(photo), 32))
+    assert open_dataset(str(tmp_path), "eval", 32).example(0, None) == rgb_bytes(tf_eval_image(str(photo), 32))
+    assert rgb_bytes(TF_VIEW.image(str(photo), 32)) == rgb_bytes(tf_eval_image(str(photo), 32))
     assert eval_with_view.example(0, None) != open_dataset(str(tmp_path), "eval", 32).example(0, None)
     converted = ModelSpec("base", "b0", 1000, data="imagenet", eval_view=view)
-    assert spec_view(converted, "imagenet:/photos") == view and spec_view(converted, str(tmp_path)) == view
-    assert spec_view(converted, "default") is None  # Fashion-MNIST has its own single view
-    assert spec_view(ModelSpec("base", "b0", 10, data=str(tmp_path)), str(tmp_path)) is None
+    assert converted.feed("imagenet:/photos").view == view and converted.feed(str(tmp_path)).view == view
+    assert converted.feed("default").view == TF_VIEW  # other data: its own view (Fashion-MNIST has one)
+    assert ModelSpec("base", "b0", 10, data=str(tmp_path)).feed(str(tmp_path)).view == TF_VIEW
 
 
 def test_a_bad_view_is_refused_in_words():

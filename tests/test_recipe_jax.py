@@ -2,7 +2,8 @@
 `train --backend jax` with every step-changing flag on against a reference step built from
 jax.grad (not our backward) and optax's transformations (clip_by_global_norm,
 add_decayed_weights, sgd with Nesterov, smooth_labels, incremental_update for the EMA).
-The Python step is checked the same way in tests/test_recipe.py."""
+The Python step is checked the same way in tests/test_recipe.py. Three steps with the warmup
+on: rate 0, then 2/3 of the peak (warmup), then the cosine."""
 import functools
 import math
 
@@ -19,7 +20,8 @@ from tinyeffnet.model import build_model  # noqa: E402
 from tinyeffnet.training.optimizer import apply_updates  # noqa: E402
 from tinyeffnet.training.runtime import JaxRuntime, PythonRuntime  # noqa: E402
 
-from test_recipe import BASE, CLASSES, cosine_lr, decayed, largest_difference, run_train  # noqa: E402
+from test_recipe import (BASE, CLASSES, assert_the_schedule_is_the_recipes, decayed, largest_difference,  # noqa: E402
+                         recipe_lr, run_train, schedule_culprit)
 
 PY, JX = get_backend("python"), get_backend("jax")
 NAMES = ["stem_conv.weight", "stem_bn.gamma", "stem_bn.beta", "fc.bias"]
@@ -63,9 +65,9 @@ def test_the_runtimes_optimizer_is_optax_sgd_with_nesterov(runtime):
 
 
 # Every flag that changes the step, on at once (drop-connect needs depth 0.4 to reach a block
-# with a skip and a rate above 0).
+# with a skip and a rate above 0), for three steps: the warmup's two and the cosine's first.
 ALL_FLAGS = dict(label_smoothing=0.3, momentum=0.5, weight_decay=0.05, dropout=0.5, drop_connect=0.9, depth=0.4,
-                 bn_momentum=0.5, clip_grad_norm=0.01, ema_decay=0.5)
+                 bn_momentum=0.5, clip_grad_norm=0.01, ema_decay=0.5, max_steps=3)
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,10 +88,11 @@ def _network_and_gradient(variant, width, depth, seed, bn_momentum, dropout, dro
     return net, jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
 
 
-def jax_reference_run(data, steps=2, nesterov=True, compute_dtype="float32", **flags):
+def jax_reference_run(data, nesterov=True, compute_dtype="float32", **flags):
     """The steps by jax.grad and optax: ({checkpoint name: floats}, [loss per step]), names as the
     JAX runtime's checkpoints (optax's state: opt/1/trace/...)."""
     r = dict(BASE, **flags)
+    steps = r["max_steps"]
     net, grad_fn = _network_and_gradient(r["variant"], r["width"], r["depth"], r["seed"], r["bn_momentum"],
                                          r["dropout"], r["drop_connect"], r["label_smoothing"], compute_dtype)
     params = {n: p.data for n, p in net.named_parameters()}
@@ -111,7 +114,7 @@ def jax_reference_run(data, steps=2, nesterov=True, compute_dtype="float32", **f
         (loss, buffers), grads = grad_fn(params, buffers, images, labels, runtime.step_key(r["seed"], step))
         losses.append(float(loss))
         updates, opt_state = opt.update(grads, opt_state, params)
-        lr = cosine_lr(r["lr"], step, loader.steps_per_epoch, r["epochs"])
+        lr = recipe_lr(r["lr"], step, loader.steps_per_epoch, r["warmup_epochs"], r["epochs"])
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: lr * u, updates))
         if r["ema_decay"]:
             ema = optax.incremental_update(dict(params=params, buffers=buffers), ema, 1.0 - r["ema_decay"])
@@ -127,15 +130,20 @@ def jax_reference_run(data, steps=2, nesterov=True, compute_dtype="float32", **f
 
 @pytest.fixture(scope="module")
 def jax_run(tiny_fashion_mnist, tmp_path_factory):
-    return run_train(tmp_path_factory.mktemp("recipe-jax") / "w", tiny_fashion_mnist, backend="jax", dtype="float32",
-                     **ALL_FLAGS)
+    workdir = tmp_path_factory.mktemp("recipe-jax") / "w"
+    return run_train(workdir, tiny_fashion_mnist, backend="jax", dtype="float32", **ALL_FLAGS) + (workdir,)
 
 
-def test_every_flag_reaches_the_jax_step(jax_run, tiny_fashion_mnist):
-    got, losses, _ = jax_run
+def test_every_flag_reaches_the_jax_step(jax_run, tiny_fashion_mnist, tmp_path):
+    got, losses, _, workdir = jax_run
+    assert_the_schedule_is_the_recipes(workdir, "the JAX step", **ALL_FLAGS)
     want, want_losses = jax_reference_run(tiny_fashion_mnist, **ALL_FLAGS)
     got = {n: v for n, v in got.items() if not n.startswith("opt/0/")}  # add_decayed_weights keeps no state
-    assert largest_difference(got, want) < 1e-4, "the JAX step is not the recipe's"
+    if largest_difference(got, want) >= 1e-4:
+        blame = schedule_culprit(tiny_fashion_mnist, tmp_path, "the flags", backend="jax", tolerance=1e-5,
+                                 dtype="float32", max_steps=3)
+        pytest.fail("the JAX step with every flag on is not the recipe's; to blame: "
+                    + (blame or "the JAX step (it runs at the recipe's rates)"))
     assert max(abs(a - b) / b for a, b in zip(losses, want_losses)) < 1e-5, (losses, want_losses)
     plain, _ = jax_reference_run(tiny_fashion_mnist, nesterov=False, **ALL_FLAGS)
     assert largest_difference(got, plain) > 1e-2  # plain momentum would be told apart
