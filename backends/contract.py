@@ -53,7 +53,20 @@ class Backend:
     dtypes = FLOAT_DTYPES + INT_DTYPES   # every dtype an array of this backend can have
     compute_dtypes = FLOAT_DTYPES        # the float dtypes a network computes in here
     default_float = "float64"
-    shapes_only = False  # True: arrays carry shapes and dtypes, no values (nothing is computed)
+    shapes_only = False     # True: arrays carry shapes and dtypes, no values (nothing is computed)
+    runs_in_python = False  # True: every value is computed by Python code, one at a time (slow, steppable)
+    compiles = False        # True: compile(fn) turns a traced function into one program for its devices
+
+    @property
+    def default_compute_dtype(self):
+        """The float dtype a network computes in here unless told: the backend's own float."""
+        return self.default_float
+
+    def memory_stats(self):
+        """What the backend knows of its device memory: {"device": words, "peak_bytes_in_use":
+        bytes or None, "note": why it is None, or None}."""
+        return dict(device=self.name, peak_bytes_in_use=None,
+                    note=f"the {self.name} backend keeps no memory statistics")
 
     @classmethod
     def resolve_options(cls, **options):

@@ -33,6 +33,7 @@ huge pages for the host's large blocks of scratch memory (`backends/host_memory.
 No numpy in this module (the project is NumPy-free): host data comes in through
 `array.array` bytes and `jnp.frombuffer`.
 """
+import os
 from array import array
 
 import jax
@@ -70,6 +71,7 @@ class JaxBackend(Backend):
     # float16 would need loss scaling, which the training step does not do, and float64 needs
     # jax_enable_x64 (which only the tests turn on): a network is trained in these.
     compute_dtypes = ("float32", "bfloat16")
+    compiles = True
 
     @classmethod
     def resolve_options(cls, platform=None, depthwise=None, dense=None, precision=None):
@@ -98,6 +100,18 @@ class JaxBackend(Backend):
     depthwise = property(lambda self: self._options["depthwise"])
     dense = property(lambda self: self._options["dense"])
     precision = property(lambda self: self._options["precision"])
+
+    @property
+    def default_compute_dtype(self):
+        """float32 on the CPU; bfloat16 on GPUs and TPUs, whose matrix units run it at full rate
+        (the training step keeps float32 master weights, BN statistics and loss)."""
+        return "float32" if self.platform == "cpu" else "bfloat16"
+
+    def memory_stats(self):
+        device = jax.devices()[0]
+        peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
+        note = None if peak is not None else f"jax's {device.platform} device keeps no peak_bytes_in_use"
+        return dict(device=f"{device.platform} ({device.device_kind})", peak_bytes_in_use=peak, note=note)
 
     def _by_taps(self, w_shape, groups):
         return self.depthwise == "taps" and groups > 1 and w_shape[2] == 1 and w_shape[3] == groups
@@ -339,6 +353,16 @@ class JaxBackend(Backend):
         return lax.conv_general_dilated(x, dy, (1, 1), pads, rhs_dilation=(stride, stride),
                                         dimension_numbers=("CHWN", "IHWO", "HWNC"),
                                         batch_group_count=groups, precision=self.precision)
+
+
+def prepare_processes():
+    """Before jax.distributed connects the processes of a multi-host run: CPU processes
+    exchange their collectives over TCP (gloo); GPUs and TPUs use their own links."""
+    if jax.config.jax_platforms in (None, "", "cpu") and not os.environ.get("TPU_WORKER_HOSTNAMES"):
+        try:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        except (AttributeError, ValueError):
+            pass
 
 
 # ---------------------------------------------------------------- depthwise as kernel taps

@@ -9,7 +9,6 @@ Data lists are never mutated after an array is made, so reshape can share them.
 import math
 import operator
 import random
-from itertools import repeat
 
 from .contract import Backend, conv2d_output_hw
 
@@ -162,6 +161,7 @@ class PythonBackend(Backend):
     dtypes = ("float64", "int32")  # a float32 record loads as float64 (from_record)
     compute_dtypes = ("float64",)
     default_float = "float64"
+    runs_in_python = True
 
     def shape(self, x):
         return x.shape
@@ -352,6 +352,19 @@ class PythonBackend(Backend):
                 out += map(xp[start:start + span].__getitem__, picks)
         return out
 
+    def _tap_windows(self, x, kernel_hw, stride, padding, out_hw):
+        """(ky, kx, window) for every kernel tap, in row-major tap order: the window is the flat
+        (N * OH * OW, C) input rows that tap multiplies (x itself for an unpadded 1x1 stride-1 conv)."""
+        n, h, wd, c = x.shape
+        (kh, kw), (oh, ow) = kernel_hw, out_hw
+        xp, hp, wp = self._padded(x, padding)
+        for ky in range(kh):
+            for kx in range(kw):
+                if kh == kw == stride == 1 and hp == h and wp == wd:
+                    yield ky, kx, xp
+                else:
+                    yield ky, kx, self._window(xp, n, hp, wp, c, ky, kx, stride, oh, ow)
+
     def _padded(self, x, padding):
         n, h, w, c = x.shape
         (top, bottom), (left, right) = padding
@@ -367,19 +380,13 @@ class PythonBackend(Backend):
         if groups != 1 and not (cin_g == 1 and cout == c):
             return self._grouped(self._conv2d, x, w, stride, padding, groups)
         oh, ow = conv2d_output_hw((h, wd), (kh, kw), stride, padding)
-        xp, hp, wp = self._padded(x, padding)
         rows, acc = n * oh * ow, None
-        for ky in range(kh):
-            for kx in range(kw):
-                if kh == kw == stride == 1 and hp == h and wp == wd:
-                    win = xp
-                else:
-                    win = self._window(xp, n, hp, wp, c, ky, kx, stride, oh, ow)
-                tap = (ky * kw + kx) * cin_g * cout
-                if groups == 1:
-                    acc = _add_into(acc, _matmul_flat(win, w.data[tap:tap + c * cout], rows, c, cout))
-                else:  # depthwise: every channel has its own weight for this tap
-                    acc = _add_into(acc, list(map(operator.mul, win, w.data[tap:tap + c] * rows)))
+        for ky, kx, win in self._tap_windows(x, (kh, kw), stride, padding, (oh, ow)):
+            tap = (ky * kw + kx) * cin_g * cout
+            if groups == 1:
+                acc = _add_into(acc, _matmul_flat(win, w.data[tap:tap + c * cout], rows, c, cout))
+            else:  # depthwise: every channel has its own weight for this tap
+                acc = _add_into(acc, list(map(operator.mul, win, w.data[tap:tap + c] * rows)))
         return PyArray(acc, (n, oh, ow, cout), x.dtype)
 
     def _conv2d_grad_input(self, dy, w, x_shape, stride, padding, groups):
@@ -408,19 +415,13 @@ class PythonBackend(Backend):
         if groups != 1 and not (cin_g == 1 and cout == c):
             return self._grouped_grad_weight(x, dy, w_shape, stride, padding, groups)
         _, oh, ow, _ = dy.shape
-        xp, hp, wp = self._padded(x, padding)
         rows, out = n * oh * ow, []
-        for ky in range(kh):
-            for kx in range(kw):
-                if kh == kw == stride == 1 and hp == h and wp == wd:
-                    win = xp
-                else:
-                    win = self._window(xp, n, hp, wp, c, ky, kx, stride, oh, ow)
-                if groups == 1:
-                    out += _matmul_flat(_transpose_flat(win, rows, c), dy.data, c, rows, cout)
-                else:
-                    prod = list(map(operator.mul, win, dy.data))
-                    out += [sum(prod[ch::c]) for ch in range(c)]
+        for _, _, win in self._tap_windows(x, (kh, kw), stride, padding, (oh, ow)):
+            if groups == 1:
+                out += _matmul_flat(_transpose_flat(win, rows, c), dy.data, c, rows, cout)
+            else:
+                prod = list(map(operator.mul, win, dy.data))
+                out += [sum(prod[ch::c]) for ch in range(c)]
         return PyArray(out, w_shape, x.dtype)
 
     # ----------------------------------------------------------------- conv helpers

@@ -10,6 +10,6 @@ the runtime normalises them on the device.
 """
 from .errors import DataError, UnreadableImage
 from .loader import Batch, Loader
-from .spec import open_dataset
+from .datasets import open_dataset
 
 __all__ = ["Batch", "DataError", "Loader", "UnreadableImage", "open_dataset"]

@@ -3,8 +3,7 @@
 Train: random resized crop (area 8%-100%, aspect 3/4-4/3 sampled log-uniformly, 10 tries,
 then the eval center crop as fallback, like TF EfficientNet's _decode_and_random_crop),
 bicubic resize to image_size, horizontal flip with p=0.5, optionally AutoAugment.
-Eval: center crop of image_size / (image_size + 32) of the short side, bicubic resize
-(TensorFlow's view; the views of published weights are in data_tools/eval_view.py).
+Eval: TensorFlow's view (data_tools/eval_view.py, with the views of published weights).
 Fashion-MNIST (28x28 gray, pre-resized once): flip + random translation in train, nothing
 in eval.
 
@@ -18,7 +17,7 @@ from PIL import Image
 
 from .autoaugment import apply_autoaugment
 from .errors import DataError
-from .eval_view import EVAL_CROP_PADDING
+from .eval_view import center_crop_box, tf_eval_image
 from .images import decode_crop
 
 CROP_AREA = (0.08, 1.0)
@@ -35,18 +34,6 @@ def check_augmentation(augment, autoaugment=False):
     if autoaugment and augment != "full":
         raise DataError(f"AutoAugment is part of the full train augmentation, not of {augment!r}: "
                         f"drop the AutoAugment option or use the full augmentation")
-
-
-def center_crop_box(width, height, size, fraction=None):
-    """Square center crop of `fraction` of the short side, by default size / (size + 32) (TF
-    EfficientNet eval)."""
-    fraction = size / (size + EVAL_CROP_PADDING) if fraction is None else fraction
-    side = int(fraction * min(width, height))
-    side = max(1, side)
-    # TF rounds the offset up ((d - side + 1) // 2); kept so crops match pixel for pixel.
-    left = (width - side + 1) // 2
-    top = (height - side + 1) // 2
-    return left, top, left + side, top + side
 
 
 def random_resized_crop_box(width, height, size, rng, area=CROP_AREA, aspect=CROP_ASPECT, tries=CROP_TRIES):
@@ -70,18 +57,12 @@ def imagenet_train_image(path, size, rng, autoaugment=False, augment="full"):
     if augment == "full":
         img = decode_crop(path, lambda w, h: random_resized_crop_box(w, h, size, rng), size)
     else:
-        img = imagenet_eval_image(path, size)
+        img = tf_eval_image(path, size)
     if augment != "none" and rng.random() < 0.5:
         img = img.transpose(FLIP)
     if autoaugment:
         img = apply_autoaugment(img, rng)
     return img
-
-
-def imagenet_eval_image(path, size, fraction=None):
-    """TensorFlow's eval view of the photo at `path`: center crop (of `fraction` of the short
-    side, default size / (size + 32)), size x size RGB. Other views: data_tools/eval_view.py."""
-    return decode_crop(path, lambda w, h: center_crop_box(w, h, size, fraction), size)
 
 
 def fashion_translation(size):

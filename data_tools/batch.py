@@ -60,6 +60,21 @@ def build_batch(dataset, seed, epoch, indices, batch_size):
     return BuiltBatch(parts, labels, valid, unreadable)
 
 
+def check_readable(dataset, seed, epoch, indices):
+    """Decode the examples `indices` as their batch would, and raise the DataError a run would
+    meet later: a training example followed by MAX_SUBSTITUTES unreadable files, or an eval
+    split none of whose `indices` can be read. Nothing is kept."""
+    if dataset.training:
+        for index in indices:
+            _example_or_substitute(dataset, seed, epoch, index, [])
+        return
+    built = build_batch(dataset, seed, epoch, indices, len(indices))
+    if indices and not built.valid:
+        source, reason = built.unreadable[0]
+        raise DataError(f"none of the first {len(indices)} images of {dataset.description} can be read ({source}: "
+                        f"{reason}): check the dataset")
+
+
 def _example_or_substitute(dataset, seed, epoch, index, unreadable):
     size = len(dataset)
     for attempt in range(MAX_SUBSTITUTES + 1):

@@ -13,7 +13,7 @@ import time
 
 from .errors import DataError
 from .loader import Loader
-from .spec import open_dataset
+from .datasets import open_dataset
 from .synthetic import make_image_folder
 
 SYNTHETIC = "synthetic"

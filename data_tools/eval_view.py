@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from .errors import UnreadableImage
+from .images import decode_crop
 
 EVAL_CROP_PADDING = 32
 MODES = ("tf", "resize-crop", "squash-crop")
@@ -87,23 +88,50 @@ class EvalView:
             raise ValueError(f"an eval view is {{mode, crop_pct, interpolation}}, got {value!r}")
         return cls(value.get("mode", "tf"), value.get("crop_pct"), value.get("interpolation", "bicubic"))
 
-    def image(self, path, size):
-        """The eval view of the photo at `path`: a size x size RGB Pillow image. Raises
-        UnreadableImage for a file that cannot be decoded (or is too large to decode safely)."""
+    def image(self, source, size):
+        """The eval view of a photo, a file path or a Pillow image: a size x size RGB Pillow
+        image. Raises UnreadableImage for a file that cannot be decoded (or is too large to
+        decode safely)."""
+        if isinstance(source, Image.Image):
+            return self._of_decoded(source.convert("RGB"), size)
         if self.mode == "tf":
-            from .augment import imagenet_eval_image
-            return imagenet_eval_image(path, size, self.crop_pct)
+            return tf_eval_image(source, size, self.crop_pct)
         try:
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 rgb = img.convert("RGB")
         except Exception as e:  # noqa: BLE001 - any decoding failure is this file's, reported as such
             text = str(e) or type(e).__name__
-            raise UnreadableImage(path, text if type(e).__name__ in text else f"{type(e).__name__}: {text}") from None
+            raise UnreadableImage(source, text if type(e).__name__ in text else f"{type(e).__name__}: {text}") \
+                from None
+        return self._of_decoded(rgb, size)
+
+    def _of_decoded(self, rgb, size):
+        if self.mode == "tf":  # a file is decoded at reduced scale where that keeps the crop (images.py)
+            box = center_crop_box(rgb.width, rgb.height, size, self.crop_pct)
+            return rgb.resize((size, size), INTERPOLATIONS[self.interpolation], box=box)
         return resize_then_crop(rgb, size, self.resize_size(size), INTERPOLATIONS[self.interpolation],
                                 squash=self.mode == "squash-crop")
 
 
 TF_VIEW = EvalView()
+
+
+def center_crop_box(width, height, size, fraction=None):
+    """Square center crop of `fraction` of the short side, by default size / (size + 32) (TF
+    EfficientNet eval)."""
+    fraction = size / (size + EVAL_CROP_PADDING) if fraction is None else fraction
+    side = int(fraction * min(width, height))
+    side = max(1, side)
+    # TF rounds the offset up ((d - side + 1) // 2); kept so crops match pixel for pixel.
+    left = (width - side + 1) // 2
+    top = (height - side + 1) // 2
+    return left, top, left + side, top + side
+
+
+def tf_eval_image(path, size, fraction=None):
+    """TensorFlow's eval view of the photo at `path`: center crop (of `fraction` of the short
+    side, default size / (size + 32)), size x size RGB."""
+    return decode_crop(path, lambda w, h: center_crop_box(w, h, size, fraction), size)
 
 
 def resize_then_crop(img, size, resize, resample, squash=False):

@@ -1,11 +1,11 @@
 """Image files named on a command line, as a dataset the Loader batches (predict's input).
 
 `find_images(paths)` expands folders (recursively: every file with an image extension,
-sorted) and keeps files as given; `ImageFiles` prepares each file the way a network's eval
-split does (photos: its EvalView; Fashion-MNIST models: grayscale resized), so the Loader's
-worker processes decode them in parallel. Each example's label is its own index: eval
-batches leave unreadable files out and move the rest to the front, and the index says
-which file a row is.
+sorted) and keeps files (and Pillow images, for the Python API) as given; `ImageFiles`
+prepares each the way a network's eval split does (photos: its EvalView; Fashion-MNIST
+models: grayscale resized), so the Loader's worker processes decode them in parallel. Each
+example's label is its own index: eval batches leave unreadable files out and move the rest
+to the front, and the index says which file a row is.
 """
 import os
 
@@ -13,6 +13,7 @@ from PIL import Image
 
 from .errors import DataError, UnreadableImage
 from .imagenet import IMAGE_EXTENSIONS
+from .labelled import LabelledImages
 from .pixels import rgb_bytes
 
 
@@ -22,6 +23,9 @@ def find_images(paths):
     folder without images."""
     found, seen = [], set()
     for path in paths:
+        if isinstance(path, Image.Image):  # an image in memory is its own example, every time it is given
+            found.append(path)
+            continue
         if os.path.isdir(path):
             inside = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path)
                             for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
@@ -39,36 +43,35 @@ def find_images(paths):
     return found
 
 
-class ImageFiles:
-    """Loader-facing dataset of files: example i is file i's eval image (uint8 HWC RGB)."""
-    training = False
-    class_names = ()
+class ImageFiles(LabelledImages):
+    """Loader-facing dataset of files (or Pillow images): example i is file i's eval image
+    (uint8 HWC RGB), its label i."""
 
     def __init__(self, files, image_size, normalization, view=None, gray=False):
-        self.files, self.image_size, self.normalization = list(files), image_size, normalization
-        self.view, self.gray = view, gray
-        self.description = f"{len(self.files)} image file(s)"
-
-    @property
-    def num_classes(self):
-        return 0
-
-    def __len__(self):
-        return len(self.files)
-
-    def label(self, index):
-        return index
+        self.files = list(files)
+        super().__init__(range(len(self.files)), image_size, False, f"{len(self.files)} image file(s)")
+        self.normalization, self.view, self.gray = normalization, view, gray
 
     def source(self, index):
-        return self.files[index]
+        """File i's path, or words for a Pillow image (messages and the loader's records use it)."""
+        item = self.files[index]
+        if isinstance(item, Image.Image):
+            return f"image {index} (Pillow {item.mode} {item.width}x{item.height})"
+        return item
 
     def example(self, index, rng):
-        path = self.files[index]
-        if not self.gray:
-            return rgb_bytes(self.view.image(path, self.image_size))
+        item = self.files[index]
         try:
-            with Image.open(path) as img:
-                gray = img.convert("L").resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+            if not self.gray:
+                return rgb_bytes(self.view.image(item, self.image_size))
+            if isinstance(item, Image.Image):
+                return rgb_bytes(self._gray(item))
+            with Image.open(item) as img:
+                return rgb_bytes(self._gray(img))
+        except UnreadableImage:
+            raise
         except Exception as e:  # noqa: BLE001 - any decoding failure is this file's, reported as such
-            raise UnreadableImage(path, f"{type(e).__name__}: {e}") from None
-        return rgb_bytes(gray)
+            raise UnreadableImage(self.source(index), f"{type(e).__name__}: {e}") from None
+
+    def _gray(self, img):
+        return img.convert("L").resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)

@@ -21,8 +21,10 @@ import os
 import re
 from array import array
 
-from .augment import imagenet_eval_image, imagenet_train_image
+from .augment import imagenet_train_image
 from .errors import DataError
+from .eval_view import TF_VIEW
+from .labelled import LabelledImages
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, Normalization, rgb_bytes
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -175,35 +177,20 @@ def label_flat_val(val_dir, label_dirs):
     return labelled
 
 
-class ImageFolderDataset:
+class ImageFolderDataset(LabelledImages):
     """Loader-facing ImageNet-style split: decoded and augmented on demand, uint8 RGB."""
 
     normalization = NORMALIZATION
 
     def __init__(self, root, files, labels, class_names, image_size, training, autoaugment, description,
                  augment="full", eval_view=None):
-        if image_size < 1:
-            raise DataError(f"image size must be positive, got {image_size}")
+        super().__init__(labels, image_size, training, description)
         self.root = root
         self.files = files
-        self.labels = labels
         self.class_names = tuple(class_names)
-        self.image_size = image_size
-        self.training = training
         self.autoaugment = autoaugment
         self.augment = augment
-        self.eval_view = eval_view  # None: TensorFlow's (data_tools/eval_view.py)
-        self.description = description
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    def __len__(self):
-        return len(self.files)
-
-    def label(self, index):
-        return self.labels[index]
+        self.eval_view = eval_view or TF_VIEW
 
     def source(self, index):
         return os.path.join(self.root, self.files[index])
@@ -213,10 +200,8 @@ class ImageFolderDataset:
         path = self.source(index)
         if self.training:
             img = imagenet_train_image(path, self.image_size, rng, self.autoaugment, self.augment)
-        elif self.eval_view is not None:
-            img = self.eval_view.image(path, self.image_size)
         else:
-            img = imagenet_eval_image(path, self.image_size)
+            img = self.eval_view.image(path, self.image_size)
         return rgb_bytes(img)
 
 

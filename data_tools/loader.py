@@ -28,11 +28,12 @@ import random
 from array import array
 from typing import NamedTuple
 
-from .batch import build_batch, stable_seed
+from .batch import build_batch, check_readable, stable_seed
 from .errors import DataError
 from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
+PROBED_EXAMPLES = 8  # how many examples check_readable decodes: enough to tell a damaged dataset
 
 
 class Batch(NamedTuple):
@@ -147,6 +148,13 @@ class Loader:
             # Reached on generator close, Ctrl-C and errors: drop work nobody will read.
             pool.abandon(pending)
 
+    def check_readable(self):
+        """Decode the first examples of this host's first batch here, in this process: a
+        DataError now for data no batch could be built from (data_tools.batch.check_readable),
+        before a run writes anything."""
+        indices = self._shard(epoch_order(self.num_examples, self.seed, 0, self.training), 0)
+        check_readable(self.dataset, self.seed, 0, indices[:PROBED_EXAMPLES])
+
     def _shard(self, order, step):
         start = step * self.global_batch_size + self.process_index * self.batch_size
         return order[start:start + self.batch_size]
@@ -169,15 +177,6 @@ class Loader:
     @property
     def unreadable_count(self):
         return len(self.unreadable_files)
-
-    def unreadable_report(self):
-        """One line for the end of a run: how many files were skipped, and a few of them."""
-        if not self.unreadable_files:
-            return f"{self.dataset.description}: no unreadable image files"
-        names = sorted(self.unreadable_files)
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return (f"{self.dataset.description}: {len(names)} unreadable image file(s) skipped: "
-                f"{', '.join(names[:3])}{more}")
 
     def close(self):
         """Stop the worker processes (a later batches() call starts new ones)."""

@@ -1,11 +1,11 @@
 """Pixels leave the data pipeline as uint8 RGB, NHWC; normalisation happens where the model runs.
 
-Turning 224x224x3 bytes into normalised float32 costs ~1.2 ms per image even in Pillow's C
-code, a third of a data worker's budget, and float32 is four times the bytes to copy
-between processes. So a dataset hands out the raw RGB bytes and names its per-channel
+Turning 224x224x3 bytes into normalised float32 is a large share of a data worker's time
+per image even in Pillow's C code, and float32 is four times the bytes to copy between
+processes. So a dataset hands out the raw RGB bytes and names its per-channel
 `Normalization`; the runtime applies (pixel / 255 - mean) / std as the first thing on the
-device (tinyeffnet/runtime.py: one fused multiply-add in XLA), or with the 256-entry
-tables below on the pure-Python backend.
+device (tinyeffnet/training/runtime.py: one fused multiply-add in XLA), or with the
+256-entry tables below on the pure-Python backend.
 """
 from typing import NamedTuple
 

@@ -53,7 +53,7 @@ def tiny_fashion_mnist(tmp_path_factory):
     with batch 4 an epoch is 3 steps, so a run of a few steps crosses epoch boundaries."""
     from data_tools.fashion_mnist import FILES, SIDE, read_split
     from data_tools.idx import write_idx
-    from data_tools.spec import EMBEDDED_SUBSET
+    from data_tools.datasets import EMBEDDED_SUBSET
     directory = tmp_path_factory.mktemp("tiny-fashion-mnist")
     for split, count in (("train", 12), ("eval", 8)):
         images, labels = read_split(EMBEDDED_SUBSET, split)

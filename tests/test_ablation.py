@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tinyeffnet.ablation import main
-from tinyeffnet.experiments.ablation import AblationError, parse_variants, plan, run_dir
+from tinyeffnet.experiments.runner import AblationError, parse_variants, plan, run_dir
 from tinyeffnet.training.config import TrainConfig
 from tinyeffnet.model import VARIANTS, build_model
 from tinyeffnet.experiments.table2 import build_table, markdown
@@ -56,11 +56,11 @@ def test_files_and_progress(ablation):
         assert (w / name).is_file(), name
     for v in VARIANTS_RUN:
         folder = w / v / "seed-0"
-        for name in ("summary.json", "config.json", "metrics.jsonl", "curves.png", "ablation-run.json"):
+        for name in ("summary.json", "config.json", "metrics.jsonl", "curves.png"):
             assert (folder / name).is_file(), f"{v}/{name}"
         assert os.listdir(folder / "checkpoints")
         with open(folder / "config.json") as f:
-            saved = json.load(f)
+            saved = json.load(f)["config"]
         assert (saved["variant"], saved["seed"], saved["max_steps"], saved["image_size"]) == (v, 0, 2, 16)
         assert f"{v} seed 0: training" in ablation["out"]
     assert "EfficientNet-B0-noSE@all" in ablation["out"]  # the final table is printed
@@ -152,7 +152,7 @@ def test_interrupted_run_resumes(ablation, tmp_path):
     shutil.copytree(src, tmp_path / "base" / "seed-0")
     os.remove(tmp_path / "base" / "seed-0" / "summary.json")
     with open(src / "config.json") as f:
-        saved = json.load(f)
+        saved = json.load(f)["config"]
     fields = {k: saved[k] for k in TrainConfig.__dataclass_fields__ if k in saved}
     cfg = TrainConfig(**dict(fields, workdir=run_dir(str(tmp_path), "base", 0), resume=False))
     state, checkpoint = plan(cfg)
@@ -268,7 +268,7 @@ def test_report_judges_each_of_the_papers_orderings():
 
 
 def test_the_table_is_written_again_when_its_markdown_is_older_code(tmp_path):
-    from tinyeffnet.experiments.ablation import write_table_once
+    from tinyeffnet.experiments.runner import write_table_once
     runs = _fake_runs(0.01)
     table = build_table(runs, list(runs), _recipe(), 10)
     paths, wrote = write_table_once(table, str(tmp_path))

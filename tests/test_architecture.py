@@ -1,4 +1,5 @@
-"""The package layout keeps its promises: library packages never import a command module,
+"""The package layout keeps its promises: the top level holds the commands and the Python API,
+library packages never import a command module,
 commands never import each other, every runtime implements the whole interface, and one
 forgotten backend= is an error, not a silent copy on another backend."""
 import ast
@@ -12,6 +13,7 @@ from tinyeffnet.nn import Conv2d
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "tinyeffnet")
 COMMANDS = {"train", "evaluate", "predict", "summary", "ablation", "bench", "convert", "probe"}
+PYTHON_API = {"api", "inference"}  # what `tinyeffnet.create_model / load / classify` run
 
 
 def _imports(path, module):
@@ -43,9 +45,9 @@ def _modules():
                 yield path, rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
 
 
-def test_the_top_level_modules_are_the_commands_and_private_helpers():
+def test_the_top_level_modules_are_the_commands_the_python_api_and_private_helpers():
     top = {n[:-3] for n in os.listdir(PACKAGE) if n.endswith(".py")}
-    assert top - {"__init__"} - {n for n in top if n.startswith("_")} == COMMANDS
+    assert top - {"__init__"} - {n for n in top if n.startswith("_")} == COMMANDS | PYTHON_API
 
 
 @pytest.mark.parametrize("path,module", sorted(_modules()))

@@ -92,8 +92,7 @@ def test_config_and_runtime_ask_the_backend_which_dtypes_it_computes_in(monkeypa
     assert PythonBackend.compute_dtypes == ("float64",)
     with pytest.raises(ConfigError, match="--dtype must be one of float64 on the python backend"):
         _config("--backend", "python", "--dtype", "float32").check()
-    with pytest.raises(ValueError, match=r"--dtype float32 is not available on the python backend \(it computes "
-                                         r"in float64\)"):
+    with pytest.raises(ValueError, match="--dtype must be one of float64 on the python backend, got 'float32'"):
         make_runtime("python", "float32")
     assert make_runtime("python").compute_dtype == make_runtime("python", "float64").compute_dtype == "float64"
     # Change the backend's statement and both follow it: nothing else states it.
@@ -106,7 +105,6 @@ def test_jax_runtime_refuses_a_dtype_the_backend_does_not_compute_in():
     pytest.importorskip("jax")
     from backends.jax_backend import JaxBackend
     assert JaxBackend.compute_dtypes == ("float32", "bfloat16")
-    with pytest.raises(ValueError, match=r"--dtype float16 is not available on the jax backend \(it computes in "
-                                         r"float32 or bfloat16\)"):
+    with pytest.raises(ValueError, match="--dtype must be one of float32, bfloat16 on the jax backend, got 'float16'"):
         make_runtime("jax", "float16")
     assert make_runtime("jax", "bfloat16").compute_dtype == "bfloat16"

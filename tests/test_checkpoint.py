@@ -11,8 +11,9 @@ import pytest
 
 from backends import get_backend
 from tinyeffnet.training.checkpoint import (CheckpointError, best_checkpoint, checkpoint_meta, from_record,
-                                            latest_checkpoint, load_checkpoint, resolve_checkpoint,
-                                            save_checkpoint, to_record, verify_checkpoint)
+                                            latest_checkpoint, load_checkpoint, resolve_checkpoint, to_record,
+                                            verify_checkpoint)
+from tinyeffnet.training.checkpoint_dir import save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = {"epoch": 2, "variant": "b0-se", "model": "efficientnet", "num_classes": 10,
@@ -306,7 +307,8 @@ import random, sys
 sys.path.insert(0, {root!r})
 from backends import get_backend
 from backends.python_backend import PyArray
-from tinyeffnet.training.checkpoint import latest_checkpoint, save_checkpoint, checkpoint_meta
+from tinyeffnet.training.checkpoint import latest_checkpoint, checkpoint_meta
+from tinyeffnet.training.checkpoint_dir import save_checkpoint
 directory, b = sys.argv[1], get_backend("python")
 latest = latest_checkpoint(directory)
 step = checkpoint_meta(latest)["step"] + 1 if latest else 1
@@ -357,7 +359,8 @@ import sys
 sys.modules['numpy'] = None  # any 'import numpy' now raises ImportError
 sys.path.insert(0, {ROOT!r})
 from backends import get_backend
-from tinyeffnet.training.checkpoint import save_checkpoint, load_checkpoint
+from tinyeffnet.training.checkpoint import load_checkpoint
+from tinyeffnet.training.checkpoint_dir import save_checkpoint
 b = get_backend('python')
 save_checkpoint({str(tmp_path)!r}, 1, {{'params/w': b.from_flat([1.0, 2.0], (2,))}}, b, {{}}, best_metric=1.0)
 tensors, state = load_checkpoint({str(tmp_path)!r}, b)

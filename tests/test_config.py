@@ -60,8 +60,8 @@ BAD_FLAGS = [
     (["--init", "he"], "--init must be one of xavier, tf"),
     (["--dtype", "float16"], "--dtype must be one of float32, bfloat16 on the jax backend"),
     (["--backend", "python", "--dtype", "bfloat16"], "--dtype must be one of float64 on the python backend"),
-    (["--data", "imagenet:"], "--data: dataset spec 'imagenet:' names no directory"),
-    (["--data", "nosuch:x"], "--data: unknown dataset spec prefix 'nosuch:'"),
+    (["--data", "imagenet:"], "--data: 'imagenet:' names no directory"),
+    (["--data", "nosuch:x"], "--data: unknown dataset prefix 'nosuch:'"),
     (["--preset", "huge"], "--preset 'huge' is unknown"),
     (["--freeze-backbone"], "--freeze-backbone trains the classifier on top of loaded weights: give --init-from"),
 ]

@@ -16,7 +16,8 @@ from backends import get_backend
 from tinyeffnet import Tensor
 from tinyeffnet.convert import main as convert_main
 from tinyeffnet.model import build_model
-from tinyeffnet.training.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from tinyeffnet.training.checkpoint import checkpoint_meta, load_checkpoint
+from tinyeffnet.training.checkpoint_dir import save_checkpoint
 from tinyeffnet.training.state import load_model
 from tinyeffnet.weights.files import Record, read_state_dict, write_state_dict
 

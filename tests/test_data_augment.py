@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from data_tools import autoaugment
-from data_tools.augment import (center_crop_box, fashion_train_image, fashion_translation,
-                                imagenet_eval_image, random_resized_crop_box)
+from data_tools.augment import fashion_train_image, fashion_translation, random_resized_crop_box
+from data_tools.eval_view import center_crop_box, tf_eval_image
 from data_tools.images import decode_crop
 from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, Normalization, rgb_bytes
 from data_tools.synthetic import write_photo
@@ -53,7 +53,7 @@ def test_draft_decodes_big_jpegs_at_reduced_scale_only_when_the_crop_allows(tmp_
     assert scales == [400, 1600]
     full = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC,
                                                   box=center_crop_box(1600, 1200, 224))
-    drafted = imagenet_eval_image(path, 224)
+    drafted = tf_eval_image(path, 224)
     assert sum(abs(a - b) for a, b in zip(full.tobytes(), drafted.tobytes())) / (224 * 224 * 3) < 6
 
 
@@ -81,7 +81,7 @@ def test_autoaugment_is_the_25_subpolicy_imagenet_policy():
 
 def test_every_autoaugment_op_keeps_an_rgb_image(tmp_path):
     write_photo(tmp_path / "p.JPEG", random.Random(0), size=(64, 48))
-    img = imagenet_eval_image(tmp_path / "p.JPEG", 32)
+    img = tf_eval_image(tmp_path / "p.JPEG", 32)
     names = {name for sub in autoaugment.POLICY_V0 for name, _, _ in sub}
     for name in names:
         for level in (0, 5, 10):

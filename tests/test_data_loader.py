@@ -10,7 +10,7 @@ from data_tools.batch import stable_seed
 from data_tools.fashion_mnist import PIXEL_MEAN, PIXEL_STD
 from data_tools.loader import Batch, Loader, epoch_order
 from data_tools.pixels import Normalization
-from data_tools.spec import open_dataset
+from data_tools.datasets import open_dataset
 from data_tools.synthetic import make_image_folder
 
 SIZE = 16

@@ -1,8 +1,8 @@
-"""Dataset spec strings: default, fashion-mnist:DIR, imagenet:DIR, a bare DIR, and their errors."""
+"""Dataset names: default, fashion-mnist:DIR, imagenet:DIR, a bare DIR, and their errors."""
 import pytest
 
 from data_tools.errors import DataError
-from data_tools.spec import EMBEDDED_SUBSET, open_dataset, parse_spec
+from data_tools.datasets import EMBEDDED_SUBSET, open_dataset, parse_data_name
 from data_tools.synthetic import make_image_folder
 from test_data_idx import write_fashion_files
 
@@ -13,12 +13,12 @@ def one_line_error(match, *args, **kwargs):
     assert "\n" not in str(info.value)
 
 
-def test_parse_spec():
-    assert parse_spec("default") == ("fashion-mnist", EMBEDDED_SUBSET)
-    assert parse_spec("fashion-mnist:/a/b") == ("fashion-mnist", "/a/b")
-    assert parse_spec("imagenet:/data/in1k") == ("imagenet", "/data/in1k")
-    assert parse_spec("/data/in1k") == ("imagenet", "/data/in1k")
-    assert parse_spec("./odd:name") == ("imagenet", "./odd:name")  # a colon inside a path
+def test_parse_data_name():
+    assert parse_data_name("default") == ("fashion-mnist", EMBEDDED_SUBSET)
+    assert parse_data_name("fashion-mnist:/a/b") == ("fashion-mnist", "/a/b")
+    assert parse_data_name("imagenet:/data/in1k") == ("imagenet", "/data/in1k")
+    assert parse_data_name("/data/in1k") == ("imagenet", "/data/in1k")
+    assert parse_data_name("./odd:name") == ("imagenet", "./odd:name")  # a colon inside a path
 
 
 def test_errors(tmp_path):
@@ -27,9 +27,9 @@ def test_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     one_line_error("is empty", str(tmp_path / "empty"), "train", 32)
     one_line_error("is empty", f"fashion-mnist:{tmp_path / 'empty'}", "eval", 32)
-    one_line_error("unknown dataset spec prefix 'cifar:'", "cifar:/data", "train", 32)
+    one_line_error("unknown dataset prefix 'cifar:'", "cifar:/data", "train", 32)
     one_line_error("names no directory", "imagenet:", "train", 32)
-    one_line_error("empty dataset spec", "", "train", 32)
+    one_line_error("empty dataset name", "", "train", 32)
     one_line_error("unknown split 'test'", "default", "test", 32)
     one_line_error("positive integer", "default", "train", 0)
     one_line_error("AutoAugment", "default", "train", 32, autoaugment=True)

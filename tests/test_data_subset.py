@@ -11,7 +11,7 @@ import pytest
 
 from data_tools.fashion_mnist import PIXEL_MEAN, PIXEL_STD, SIDE, pixel_mean_std, read_split
 from data_tools.make_fashion_mnist_subset import DEFAULT_SOURCE, PER_CLASS, SEED, balanced_indices
-from data_tools.spec import EMBEDDED_SUBSET, open_dataset
+from data_tools.datasets import EMBEDDED_SUBSET, open_dataset
 
 
 @pytest.mark.parametrize("split, count", [("train", 20000), ("eval", 10000)])

@@ -144,7 +144,7 @@ def test_stage_variant_parameter_counts():
 
 
 def test_stage_variants_everywhere_a_variant_name_is_taken(capsys, tmp_path):
-    from tinyeffnet.experiments.ablation import parse_variants, recipe
+    from tinyeffnet.experiments.runner import parse_variants, recipe
     from tinyeffnet.experiments.table2 import build_table, markdown_table, write_report
     from tinyeffnet.training.config import TrainConfig
     assert parse_variants("noSE@stage2-7,base,seend@all") == ["base", "seend@all", "nose@stage2-7"]

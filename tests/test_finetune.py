@@ -57,7 +57,7 @@ def _scored_images(directory):
     from data_tools.fashion_mnist import FILES, SIDE, read_split
     from data_tools.idx import write_idx
     from data_tools.make_fashion_mnist_subset import balanced_indices
-    from data_tools.spec import EMBEDDED_SUBSET
+    from data_tools.datasets import EMBEDDED_SUBSET
     images, labels = read_split(EMBEDDED_SUBSET, "eval")
     chosen = balanced_indices(labels, 200, random.Random(0))
     os.makedirs(directory, exist_ok=True)
@@ -87,7 +87,7 @@ def test_finetuning_beats_training_from_scratch_in_the_same_steps(trained, tmp_p
     assert train_main(COMPARED + ["--workdir", str(scratch)]) == 0
     assert top1(tuned) > 0.7 and top1(tuned) > top1(scratch) + 0.25, (top1(tuned), top1(scratch))
     saved = json.load(open(tuned / "config.json"))
-    assert saved["init_from"] == trained and saved["freeze_backbone"] is True
+    assert saved["config"]["init_from"] == trained and saved["config"]["freeze_backbone"] is True
     assert saved["padding"] == "same" and saved["bn_eps"] == 1e-3
     # the frozen backbone left bit for bit as loaded; only the classifier trained and has optimizer state
     start, end = weights(trained), weights(latest_checkpoint(tuned / "checkpoints"))

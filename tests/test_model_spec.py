@@ -2,7 +2,7 @@
 import pytest
 
 from tinyeffnet.model import DEFAULT_BN_EPS, DEFAULT_PADDING, ModelSpec, build_model
-from tinyeffnet.training.checkpoint import save_checkpoint
+from tinyeffnet.training.checkpoint_dir import save_checkpoint
 from tinyeffnet.training.state import load_model, model_tensors
 
 TINY = dict(width=0.1, depth=0.1)
@@ -82,13 +82,13 @@ def test_the_eval_view_round_trips_and_older_checkpoints_read_as_tensorflows():
     spec = ModelSpec("base", "b0", 10, **TINY, eval_view=view)
     meta = spec.to_meta()
     assert meta["eval_view"] == dict(mode="resize-crop", crop_pct=0.875, interpolation="bilinear")
-    assert ModelSpec.from_meta(meta) == spec and ModelSpec.from_meta(meta).view == view
+    assert ModelSpec.from_meta(meta) == spec and ModelSpec.from_meta(meta).eval_view == view
     # trained here: none recorded, TensorFlow's view
-    assert ModelSpec("base", "b0", 10).to_meta()["eval_view"] is None and ModelSpec("base", "b0", 10).view == TF_VIEW
+    assert ModelSpec("base", "b0", 10).to_meta()["eval_view"] is None and ModelSpec("base", "b0", 10).feed().view == TF_VIEW
     # format 2 and 3 converted checkpoints recorded TensorFlow's view as a sentence
     older = ModelSpec.from_meta(dict(variant="base", model="b0", num_classes=10,
                                      eval_view="center crop of 224/256 of the short side, bicubic resize to 224x224"))
-    assert older.view == TF_VIEW and older.view.crop_fraction(224) == 224 / 256
+    assert older.eval_view == TF_VIEW and older.eval_view.crop_fraction(224) == 224 / 256
     with pytest.raises(ValueError, match="ckpt.safetensors.*unknown eval view mode 'sideways'"):
         ModelSpec.from_meta(dict(variant="base", model="b0", num_classes=10, eval_view=dict(mode="sideways")),
                             "ckpt.safetensors")

@@ -17,9 +17,9 @@ from tinyeffnet.training.step import StepOptions, forward_loss, make_bn_statisti
 SIZE, BATCH = 8, 4
 
 
-def _net(dropout=0.0, drop_connect=0.0):
+def _net(dropout=0.0, drop_connect=0.0, bn_momentum=0.9):
     return build_model("seend@hasskip", num_classes=3, seed=1, backend="python", width=0.1, depth=0.1,
-                       bn_momentum=0.9, dropout=dropout, drop_connect=drop_connect)
+                       bn_momentum=bn_momentum, dropout=dropout, drop_connect=drop_connect)
 
 
 def _images(backend, seed):
@@ -44,9 +44,10 @@ def test_one_batch_gives_that_batch_statistics_as_training_computes_them():
     images = _images(b, 0)
     step = make_bn_statistics_step(net, StepOptions(compute_dtype="float64"))
     got = step(params, buffers, _zeros(b, buffers), images, 1.0)
-    net.set_bn_momentum(0.0)  # the training path: moving = 0 * moving + 1 * batch
     labels = b.from_flat([0, 1, 2, 0], (BATCH,), "int32")
-    _, _, _, want = forward_loss(net, params, buffers, images, labels, b.key(0), StepOptions(compute_dtype="float64"))
+    # the training path with momentum 0: moving = 0 * moving + 1 * batch
+    _, _, _, want = forward_loss(_net(bn_momentum=0.0), params, buffers, images, labels, b.key(0),
+                                 StepOptions(compute_dtype="float64"))
     assert set(got) == set(want) and len(got) > 10
     for name in got:
         assert b.to_flat(got[name]) == pytest.approx(b.to_flat(want[name]), rel=1e-12, abs=1e-12), name
@@ -112,7 +113,7 @@ def small_data(tmp_path_factory):
     pytest.importorskip("jax")
     from data_tools.fashion_mnist import FILES, SIDE, read_split
     from data_tools.idx import write_idx
-    from data_tools.spec import EMBEDDED_SUBSET
+    from data_tools.datasets import EMBEDDED_SUBSET
     directory = tmp_path_factory.mktemp("fm")
     for split, count in (("train", 192), ("eval", 96)):
         images, labels = read_split(EMBEDDED_SUBSET, split)

@@ -54,10 +54,14 @@ def test_a_folder_in_batches_gives_what_each_image_alone_gives(checkpoint, photo
     status = predict_main(["--checkpoint", checkpoint, str(root), "--batch-size", "3", "--workers", "2", "--json"])
     out, err = _lines(capsys)
     assert status == 1  # one file could not be read; the others have results
-    batched = [json.loads(line) for line in out]
-    assert [r["image"] for r in batched] == [f for f in files if f != broken]  # sorted, recursive, in order
+    records = [json.loads(line) for line in out]
+    assert [r["image"] for r in records] == files  # sorted, recursive, in order, the unreadable one too
+    assert [set(r) for r in records if r["image"] == broken] == [{"image", "error"}]
+    assert records[files.index(broken)]["error"].startswith(f"{broken} is not a readable image")
     assert len(err) == 2 and err[0].startswith(f"error: {broken} is not a readable image")
     assert err[1] == "error: 1 of 8 image files could not be read (each named above); the others have their results"
+    batched = [r for r in records if "top" in r]
+    assert len(batched) == 7
     for result in batched:
         assert predict_main(["--checkpoint", checkpoint, result["image"], "--batch-size", "1", "--json"]) == 0
         alone = json.loads(capsys.readouterr().out)
@@ -74,10 +78,10 @@ def test_text_and_csv_carry_the_same_results(checkpoint, photos, capsys):
     assert predict_main(["--checkpoint", checkpoint] + given + ["--csv", "--top", "3"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["image", "class_index_1", "name_1", "probability_1", "class_index_2", "name_2",
-                       "probability_2", "class_index_3", "name_3", "probability_3"]
+                       "probability_2", "class_index_3", "name_3", "probability_3", "error"]
     assert len(rows) == 1 + len(results)
     for row, result in zip(rows[1:], results):
-        assert row[0] == result["image"]
+        assert row[0] == result["image"] and row[-1] == ""
         for rank, t in enumerate(result["top"]):
             assert (int(row[1 + 3 * rank]), row[2 + 3 * rank]) == (t["class_index"], t["name"])
             assert float(row[3 + 3 * rank]) == t["probability"]
@@ -155,7 +159,7 @@ def test_the_progress_bar_shows_on_a_terminal_only():
 
 def test_evaluate_feeds_photos_the_view_the_checkpoint_records(checkpoint, monkeypatch):
     from data_tools import DataError
-    from data_tools.eval_view import EvalView
+    from data_tools.eval_view import TF_VIEW, EvalView
     from tinyeffnet.training import evaluation
     asked = []
 
@@ -167,5 +171,64 @@ def test_evaluate_feeds_photos_the_view_the_checkpoint_records(checkpoint, monke
     for data in ("imagenet:/photos", "default"):
         with pytest.raises(DataError, match="stop here"):
             evaluation.evaluate_checkpoint(checkpoint, data, "python")
-    # photos: timm's view of tf_efficientnet_b0 as converted; Fashion-MNIST: its own
-    assert asked == [("imagenet:/photos", 48, EvalView("resize-crop", 0.875, "bicubic")), ("default", 48, None)]
+    # photos: timm's view of tf_efficientnet_b0 as converted; other data: its own (Fashion-MNIST ignores views)
+    assert asked == [("imagenet:/photos", 48, EvalView("resize-crop", 0.875, "bicubic")), ("default", 48, TF_VIEW)]
+
+
+def test_unreadable_files_get_their_record_in_csv_and_the_count_says_what_is_left(checkpoint, photos, capsys):
+    root, files = photos
+    broken = str(root / "b" / "broken.jpg")
+    assert predict_main(["--checkpoint", checkpoint, files[0], broken, "--csv", "--top", "2"]) == 1
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert [r[0] for r in rows[1:]] == [files[0], broken]
+    assert rows[1][-1] == "" and rows[2][1:-1] == [""] * 6 and "is not a readable image" in rows[2][-1]
+    assert predict_main(["--checkpoint", checkpoint, broken]) == 1
+    out, err = _lines(capsys)
+    assert out == [] and err[-1] == "error: the image file could not be read (named above)"
+
+
+def test_a_pytorch_pickle_or_a_hub_folder_given_as_checkpoint_is_named_and_convert_suggested(photos, tmp_path,
+                                                                                            capsys):
+    root, files = photos
+    pickle = tmp_path / "model.pth"
+    pickle.write_bytes(b"PK\x03\x04" + bytes(64))  # what torch.save writes: a zip archive
+    assert predict_main(["--checkpoint", str(pickle), files[0]]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "is a PyTorch pickle" in line and "python -m tinyeffnet.convert" in line
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    import shutil
+    shutil.copy(FIXTURE, hub / "model.safetensors")  # a published timm state dict, not converted
+    assert predict_main(["--checkpoint", str(hub), files[0]]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "no 'tinyeffnet' metadata" in line and "python -m tinyeffnet.convert" in line, line
+
+
+def test_the_python_api_classifies_as_predict_does(checkpoint, photos, tmp_path, capsys):
+    """tinyeffnet.load + classify give predict's classes and probabilities, for paths and Pillow images;
+    load takes the folder convert wrote into."""
+    import shutil
+
+    from PIL import Image
+
+    import tinyeffnet
+    root, files = photos
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    shutil.copy(checkpoint, folder / "weights.safetensors")
+    net = tinyeffnet.load(str(folder))
+    assert net.spec.resolution == 48 and net.spec.num_classes == 1000
+    readable = [f for f in files if not f.endswith("broken.jpg")][:3]
+    assert predict_main(["--checkpoint", checkpoint] + readable + ["--json", "--top", "3"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    with Image.open(readable[0]) as img:
+        in_memory = img.copy()
+    got = tinyeffnet.classify(net, readable + [in_memory], top=3, batch_size=2)
+    assert [p.image for p in got[:3]] == readable and got[3].image is in_memory
+    for p, want in zip(got, printed + printed[:1]):  # the Pillow image is the first file decoded already
+        assert p.error is None and [c.index for c in p.top] == [t["class_index"] for t in want["top"]]
+        assert [c.name for c in p.top] == [t["name"] for t in want["top"]]
+        for c, t in zip(p.top, want["top"]):
+            assert abs(c.probability - t["probability"]) <= 1e-6 * t["probability"] + 1e-9
+    missing = tinyeffnet.classify(net, [readable[0]], top=1)
+    assert len(missing) == 1 and missing[0].top[0].index == printed[0]["top"][0]["class_index"]

@@ -197,8 +197,10 @@ def test_predict_reports_each_image_on_its_own(finished_run, tmp_path):
     assert errors[2] == "error: 2 of 4 image files could not be read (each named above); the others have their results"
     out = subprocess.run([sys.executable, "-c", code] + args + ["--json"], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
-    results = [_strict_json(line) for line in out.stdout.splitlines()]  # JSON Lines
-    assert out.returncode == 1 and [r["image"] for r in results] == [str(good), str(other)]
+    results = [_strict_json(line) for line in out.stdout.splitlines()]  # JSON Lines, a record for every file
+    assert out.returncode == 1 and [r["image"] for r in results] == [str(good), str(broken), str(big), str(other)]
+    assert ["top" in r for r in results] == [True, False, False, True]
+    assert "too large to decode safely" in results[2]["error"]
 
 
 def test_every_json_written_or_printed_is_strict(finished_run):

@@ -6,6 +6,8 @@ import sys
 
 from backends.host_memory import run_with_huge_pages
 
+from .training.runtime import training_backends
+
 
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for `yes | head` under `set -o pipefail`
 
@@ -46,7 +48,9 @@ class ArgumentParser(argparse.ArgumentParser):
         if data:
             self.add_argument("--data", default="default", help="dataset spec (default: the embedded Fashion-MNIST "
                               "subset)")
-        self.add_argument("--backend", default="jax", choices=("jax", "python"), help="jax or python (default jax)")
+        backends = training_backends()
+        self.add_argument("--backend", default="jax", choices=backends,
+                          help=f"{' or '.join(backends)} (default jax)")
         self.add_argument("--json", action="store_true", help=json_help)
 
     def add_weights_choice(self):

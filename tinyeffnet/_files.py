@@ -125,15 +125,5 @@ def remove_stale_temps(directory):
     """Delete temporary files left by writers that died (a live writer's are in use)."""
     # Imported here: data_tools (and Pillow with it) loads only where a cleanup runs, not
     # with every module that writes a file.
-    from data_tools.workers import pid_alive
-    for name in os.listdir(directory):
-        m = _TMP_RE.match(name)
-        if m and not pid_alive(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except FileNotFoundError:
-                pass
-
-
-def is_temp_name(name):
-    return bool(_TMP_RE.match(name))
+    from data_tools.workers import remove_orphans
+    remove_orphans(directory, _TMP_RE)

@@ -30,6 +30,19 @@ _MAX_HEADER = 100_000_000  # a larger length field is not a header: refuse befor
 assert sys.byteorder == "little", "tinyeffnet reads and writes safetensors on little-endian hosts only"
 
 
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, a bare pickle
+
+
+def is_pickle(path):
+    """Whether the file at `path` starts as a PyTorch pickle does (torch.save: a zip archive or a
+    bare pickle): what a .pth or .bin file given in place of safetensors usually is."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4).startswith(_PICKLE_STARTS)
+    except OSError:
+        return False
+
+
 class SafetensorsError(ValueError):
     """Why a file is not a readable safetensors file: a short phrase; the caller names the file."""
 

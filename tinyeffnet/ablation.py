@@ -6,12 +6,12 @@ Every chosen variant is trained with the identical recipe (every flag of
 DIR/<variant>/seed-<s>/; then DIR/table2.md, table2.json and table2.png compare our
 figures with the paper's. Rerun the same command to resume; start it on several machines
 (or several times) on one shared DIR and they split the runs. See
-tinyeffnet.experiments.ablation for how runs are planned, shared and isolated.
+tinyeffnet.experiments.runner for how runs are planned, shared and isolated.
 """
 import sys
 
 from ._cli import run_command
-from .experiments.ablation import AblationError, AblationStopped, ablate, parse_variants, write_table_once
+from .experiments.runner import AblationError, AblationStopped, ablate, parse_variants, write_table_once
 from .experiments.table2 import BASE, markdown_table
 from .model import VARIANTS
 from .training.config import build_parser, config_from_args

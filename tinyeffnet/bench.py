@@ -16,15 +16,16 @@ Modes (pick by flags):
 """
 import argparse
 
-from backends import get_backend
+from backends import backend_class
 
 from ._cli import ArgumentParser, run_command
 from ._files import dumps
 from .benchmarks.conv import bench_conv
 from .benchmarks.python_step import bench_model_python
+from .training.runtime import checked_compute_dtype
 
 
-def main(argv=None):
+def build_parser():
     p = ArgumentParser(prog="python -m tinyeffnet.bench", description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--backend", default=None, help="python or jax")
@@ -44,45 +45,43 @@ def main(argv=None):
     p.add_argument("--topology", default=None,
                    help="jax: compile for this TPU slice instead (e.g. v5e:2x2, v4:2x2x1; needs --steps 0)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="time each case at least this long")
-    p.add_argument("--data", default=None, help="benchmark the input pipeline on this dataset spec")
+    p.add_argument("--data", default=None, help="benchmark the input pipeline on this dataset name")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes (with --data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(argv)
+    return p
 
-    if args.data is not None:
-        from data_tools.bench import main as data_main
-        forwarded = ["--data", args.data, "--workers", str(args.workers)]
-        return data_main(forwarded + (["--json"] if args.json else []))
+
+def check(p, args):
+    """Refuse a request no benchmark can carry out (one line, exit 2); returns the backend's class."""
     if args.backend is None:
         p.error("choose what to measure: --backend python|jax [--variant V], or --data SPEC")
     if args.image_size < 1 or args.batch_size < 1 or args.steps < 0:
         p.error("--image-size and --batch-size must be positive, --steps not negative")
-    if args.backend != "jax" and (args.depthwise or args.dense or args.topology):
+    try:
+        cls = backend_class(args.backend)
+        if args.variant is not None and not cls.runs_in_python:
+            checked_compute_dtype(args.backend, args.dtype)  # a pure-Python step computes in its own float
+    except (ValueError, ImportError) as e:
+        p.error(str(e))
+    if not cls.compiles and (args.depthwise or args.dense or args.topology):
         p.error("--depthwise, --dense and --topology are for XLA programs: they need --backend jax")
     if args.topology and (args.variant is None or args.steps):
         p.error("--topology compiles a step for hardware that is not here: give --variant V and --steps 0")
-    try:
-        allowed = get_backend(args.backend).compute_dtypes
-    except (ValueError, ImportError) as e:
-        p.error(str(e))
-    if args.backend == "jax" and args.dtype not in allowed:  # the python step computes in float64 always
-        p.error(f"--dtype {args.dtype}: the {args.backend} backend computes in {', '.join(allowed)}")
+    return cls
 
+
+def main(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.data is not None:
+        from data_tools.bench import main as data_main
+        forwarded = ["--data", args.data, "--workers", str(args.workers)]
+        return data_main(forwarded + (["--json"] if args.json else []))
+    cls = check(p, args)
     if args.variant is None:
-        results = bench_conv(args.backend, args.min_seconds)
-        if args.json:
-            print(dumps(dict(backend=args.backend, conv=results)))
-        else:
-            print(f"conv2d forward + grad_input + grad_weight on the {args.backend} backend")
-            for r in results:
-                line = f"  {r['case']:<30} {r['macs_per_s'] / 1e6:9.2f} M MAC/s"
-                if "ratio" in r:
-                    line += (f"   textbook loop nest {r['naive_macs_per_s'] / 1e6:6.2f} M MAC/s"
-                             f"   ratio {r['ratio']:.1f}x")
-                print(line)
+        print_conv(bench_conv(args.backend, args.min_seconds), args)
         return 0
-
-    if args.backend == "jax":
+    if cls.compiles:  # the XLA step, beside jax.grad of the same forward, and XLA's analyses
         from .benchmarks.jax_step import bench_model_jax
         from .benchmarks.tpu import TopologyError
         try:
@@ -101,6 +100,19 @@ def main(argv=None):
         print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
                         if v is not None))
     return 0
+
+
+def print_conv(results, args):
+    if args.json:
+        print(dumps(dict(backend=args.backend, conv=results)))
+        return
+    print(f"conv2d forward + grad_input + grad_weight on the {args.backend} backend")
+    for r in results:
+        line = f"  {r['case']:<30} {r['macs_per_s'] / 1e6:9.2f} M MAC/s"
+        if "ratio" in r:
+            line += (f"   textbook loop nest {r['naive_macs_per_s'] / 1e6:6.2f} M MAC/s"
+                     f"   ratio {r['ratio']:.1f}x")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ import sys
 
 from ._cli import ArgumentParser, run_command
 from ._files import WriteError
-from .model import canonical_variant
+from .model import MULTIPLIER_RULE, ModelSpec, canonical_variant, valid_multiplier
 from .nn import INIT_SCHEMES
 from .training.checkpoint import CheckpointError, write_checkpoint_file
-from .model import ModelSpec
 from .weights.exchange import EVAL_VIEWS, NORMALIZATIONS, export_weights, import_weights
 from .weights.families import FAMILIES
 from .weights.files import WeightsError, write_state_dict
@@ -72,8 +71,8 @@ def check(p, args):
     elif args.ema:
         p.error("--ema is for --to (a published state dict has no EMA weights)")
     for flag, value in (("--width", args.width), ("--depth", args.depth)):
-        if value is not None and not (0 < value < 100):
-            p.error(f"{flag} must be a number above 0, got {value}")
+        if value is not None and not valid_multiplier(value):
+            p.error(f"{flag} {MULTIPLIER_RULE}, got {value}")
     if args.image_size is not None and args.image_size < 1:
         p.error(f"--image-size must be at least 1, got {args.image_size}")
     try:
@@ -103,8 +102,7 @@ def main(argv=None):
     check(p, args)
     try:
         if args.source is not None:
-            imported = import_weights(args.path, args.source, args.model, args.width, args.depth, args.variant,
-                                      args.normalization, args.image_size, args.init, args.seed, args.eval_view)
+            imported = import_weights(args.path, args.source, **{name: getattr(args, name) for name in IMPORT_ONLY})
             write_checkpoint_file(args.out, imported.records, imported.meta)
             report_import(args, imported)
         else:
@@ -123,17 +121,21 @@ def main(argv=None):
 
 
 def report_import(args, imported):
-    meta = imported.meta
-    source = meta["source"]
-    view = ModelSpec.from_meta(meta).view
-    reduced = "".join(f", {k} {meta[k]}" for k in ("width", "depth") if meta[k] is not None)
-    mean = ", ".join(f"{v:g}" for v in meta["normalization"]["mean"])
-    std = ", ".join(f"{v:g}" for v in meta["normalization"]["std"])
-    print(f"converted {args.path} ({source['architecture']}{reduced}, {meta['num_classes']} classes) -> {args.out}: "
-          f"tinyeffnet {meta['variant']} {meta['model']}, {meta['padding']} padding, BN eps {meta['bn_eps']:g}, "
-          f"eval view: {view.describe(meta['image_size'])}, mean ({mean}) std ({std})")
+    spec = ModelSpec.from_meta(imported.meta)
+    feed = spec.feed()
+    architecture = imported.meta["source"]["architecture"]
+    reduced = "".join(f", {k} {getattr(spec, k)}" for k in ("width", "depth") if getattr(spec, k) is not None)
+    mean = ", ".join(f"{v:g}" for v in feed.normalization.mean)
+    std = ", ".join(f"{v:g}" for v in feed.normalization.std)
+    print(f"converted {args.path} ({architecture}{reduced}, {spec.num_classes} classes) -> {args.out}: "
+          f"tinyeffnet {spec.variant} {spec.model}, {spec.padding} padding, BN eps {spec.bn_eps:g}, "
+          f"eval view: {feed.view.describe(feed.resolution)}, mean ({mean}) std ({std})")
+    if imported.hub_config is None and FAMILIES[args.source].library == "timm":
+        print(f"no hub config.json beside {args.path}: read as {architecture}, as --from {args.source} says (timm's "
+              "tf_efficientnet_bN and efficientnet_bN share their tensor names, so the file cannot tell them apart: "
+              "--from decides the padding and BN eps, --model the size)")
     if imported.transfer is not None:
-        print(f"variant {meta['variant']}: {imported.transfer.describe()}")
+        print(f"variant {spec.variant}: {imported.transfer.describe()}")
 
 
 if __name__ == "__main__":

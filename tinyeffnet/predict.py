@@ -9,7 +9,9 @@ loader's worker processes, and run through one compiled eval program in batches
 (--json: JSON Lines, --csv: CSV); a progress bar shows on a terminal. A 1000-class
 ImageNet model's classes are named from ImageNet's list (data_tools/imagenet_classes.txt).
 
-Unreadable files are one line each on stderr and counted at the end; the rest go on.
+Unreadable files are one line each on stderr and counted at the end; the rest go on. With
+--json or --csv they also get their record in the output, in order ({"image", "error"}; a
+CSV row with the error column filled), so a program reading it sees every file it gave.
 Exit status: 0, 1 when some file could not be read, 2 for bad input (a missing path, a
 folder without images, a checkpoint that does not load).
 """
@@ -19,44 +21,25 @@ import time
 
 from data_tools import DataError
 from data_tools.image_files import find_images
-from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
-from data_tools.imagenet import imagenet_class_names
-from data_tools.spec import spec_kind
 
 from ._cli import ArgumentParser, run_command, weights_choice
 from ._files import dumps
+from .inference import Predictor
 from .training.checkpoint import CheckpointError
-from .training.evaluation import Predictor
+from .training.state import load_model
 
 DEFAULT_BATCH = 32
-
-
-def class_names(spec):
-    """The names to show: the checkpoint's (ImageNet wnids as their WordNet lemmas), ImageNet's
-    for a 1000-class model that records none, else the class indices."""
-    names = spec.class_names
-    if names and len(names) == spec.num_classes:
-        return imagenet_class_names(list(names)) if spec_kind(spec.data) == "imagenet" else list(names)
-    if spec.num_classes == IMAGENET_CLASSES:
-        return imagenet_class_names()
-    return [str(i) for i in range(spec.num_classes)]
 
 
 def results(predictor, loader, top):
     """Per file of `loader`, in order: {"image", "top": [{class_index, name, probability}]}, or
     {"image", "error"} for a file that could not be read."""
-    names = class_names(predictor.spec)
-    for image, best, reason in predictor.classes(loader, top):
-        if best is None:
-            yield dict(image=image, error=describe_unreadable(image, reason))
+    for p in predictor.predictions(loader, top):
+        if p.error is not None:
+            yield dict(image=p.image, error=p.error)
         else:
-            yield dict(image=image, top=[dict(class_index=i, name=names[i], probability=p) for i, p in best])
-
-
-def describe_unreadable(image, reason):
-    if "DecompressionBomb" in reason:
-        return f"{image} is too large to decode safely ({reason}); shrink it first"
-    return f"{image} is not a readable image ({reason})"
+            yield dict(image=p.image, top=[dict(class_index=c.index, name=c.name, probability=c.probability)
+                                           for c in p.top])
 
 
 class Progress:
@@ -93,15 +76,20 @@ class Writer:
         if kind == "csv":
             self.csv = csv.writer(self.out, lineterminator="\n")
             self.csv.writerow(["image"] + [f"{field}_{rank}" for rank in range(1, top + 1)
-                                           for field in ("class_index", "name", "probability")])
+                                           for field in ("class_index", "name", "probability")] + ["error"])
 
     def write(self, result):
+        """One result; an unreadable file's ({"image", "error"}) only where the format has room
+        for it (JSON Lines, CSV): on a terminal it is the error line on stderr alone."""
         if self.kind == "json":
             self.out.write(dumps(result) + "\n")
         elif self.kind == "csv":
-            self.csv.writerow([result["image"]] + [v for t in result["top"]
-                                                   for v in (t["class_index"], t["name"], repr(t["probability"]))])
-        else:
+            if "error" in result:
+                self.csv.writerow([result["image"]] + [""] * (3 * self.top) + [result["error"]])
+            else:
+                self.csv.writerow([result["image"]] + [v for t in result["top"] for v in
+                                                       (t["class_index"], t["name"], repr(t["probability"]))] + [""])
+        elif "error" not in result:
             self.out.write(f"{result['image']}: " + " | ".join(f"{t['probability']:.2%} {t['name']}"
                                                                for t in result["top"]) + "\n")
 
@@ -115,8 +103,10 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=None,
                    help="decoding processes (default: none for one batch of images, else one per core, at most 8)")
     p.add_weights_choice()
-    p.add_checkpoint_options(json_help="print JSON Lines: one object {image, top} per image", data=False)
-    p.add_argument("--csv", action="store_true", help="print CSV: a header, then one row per image")
+    p.add_checkpoint_options(json_help="print JSON Lines: one object per image, {image, top} or {image, error}",
+                             data=False)
+    p.add_argument("--csv", action="store_true", help="print CSV: a header, then one row per image (its error column "
+                   "filled for a file that could not be read)")
     args = p.parse_args(argv)
     for flag, value, low in (("--top", args.top, 1), ("--batch-size", args.batch_size, 1),
                              ("--workers", args.workers, 0)):
@@ -126,9 +116,10 @@ def main(argv=None):
         p.error("--json and --csv are two formats: choose one")
     try:
         files = find_images(args.images)  # before the checkpoint loads: a wrong path fails at once
-        predictor = Predictor(args.checkpoint, args.backend, weights_choice(args), args.batch_size)
+        net, _ = load_model(args.checkpoint, args.backend, weights_choice(args))
+        predictor = Predictor(net, args.batch_size)
         loader = predictor.open(files, args.workers)
-    except (ValueError, DataError, CheckpointError) as e:
+    except (ValueError, DataError, CheckpointError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     top = min(args.top, predictor.spec.num_classes)
@@ -138,13 +129,11 @@ def main(argv=None):
     try:
         for result in results(predictor, loader, top):
             progress.clear()
+            writer.write(result)
+            sys.stdout.flush()  # in order with the error lines, where both go to one terminal
             if "error" in result:
                 unreadable += 1
-                sys.stdout.flush()  # in order with the results before it, where both go to one terminal
                 print(f"error: {result['error']}", file=sys.stderr)
-            else:
-                writer.write(result)
-                sys.stdout.flush()
             progress.advance()
             progress.draw()
     except RuntimeError as e:  # a decoding process died (killed for memory, say): what came out stays
@@ -155,10 +144,18 @@ def main(argv=None):
         progress.clear()
         loader.close()
     if unreadable:
-        print(f"error: {unreadable} of {progress.total} image files could not be read (each named above); "
-              "the others have their results", file=sys.stderr)
+        print(f"error: {_unreadable_count(unreadable, progress.total)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _unreadable_count(unreadable, total):
+    if unreadable < total:
+        return (f"{unreadable} of {total} image files could not be read (each named above); the others have their "
+                "results")
+    if total == 1:
+        return "the image file could not be read (named above)"
+    return f"none of the {total} image files could be read (each named above)"
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def bench_conv(backend_name, min_seconds=1.0):
 
         seconds = seconds_per_call(step, min_seconds)
         entry = dict(case=name, macs_per_step=3 * macs, seconds=seconds, macs_per_s=3 * macs / seconds)
-        if backend_name == "python":  # the same forward conv, written as a textbook loop nest
+        if b.runs_in_python:  # beside the same forward conv written as a textbook loop nest: both pure Python
             xd, wd_ = b.to_flat(x), b.to_flat(w)
             t0 = time.perf_counter()
             naive_conv2d(xd, xs, wd_, ws, stride, pad, groups)

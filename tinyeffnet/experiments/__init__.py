@@ -1,1 +1,2 @@
-"""The paper's experiment: the SE ablation runner (ablation.py) and its Table II report (table2.py)."""
+"""The paper's experiment: the SE ablation runner (runner.py), its Table II report (table2/),
+the paired statistics both use (paired.py), and the block probe (block_probe.py)."""

@@ -108,21 +108,17 @@ def probe_checkpoint(path, data="default", backend="jax", batch_size=256, train=
 
     With `train`, BN normalises with the batch's own statistics: the top-1 then says what
     the weights can do when the moving statistics are taken out of the picture."""
-    from data_tools import DataError, Loader, open_dataset
-    from ..training.evaluation import spec_normalization, spec_view
+    from data_tools import Loader
+    from ..training.evaluation import open_eval_data
     from ..training.runtime import make_runtime
     from ..training.state import load_model
     runtime = make_runtime(backend)
     net, meta = load_model(path, runtime.backend)
-    dataset = open_dataset(data, "eval", net.spec.resolution, eval_view=spec_view(net.spec, data))
-    if dataset.num_classes != net.num_classes:
-        raise DataError(f"{data} has {dataset.num_classes} classes but {meta['path']} was trained for "
-                        f"{net.num_classes}: probe it on the data it was trained on")
+    dataset, feed = open_eval_data(net.spec, data, meta["path"])
     loader = Loader(dataset, batch_size, workers=0)
     try:
         batch = next(iter(loader.batches(0)))
-        images, labels, _ = runtime.put_batch(batch, loader.batch_shape,
-                                         spec_normalization(net.spec, data) or loader.normalization)
+        images, labels, _ = runtime.put_batch(batch, loader.batch_shape, feed.normalization)
     finally:
         loader.close()
     arrays = net.arrays()

@@ -17,8 +17,9 @@ OS lock, dropped when its process ends, kill -9 included): a worker skips a run 
 a live process, resumes one left unfinished and unclaimed, waits while others hold the
 rest, and the table is written once (DIR/.table-claim).
 
-Each run trains in its own Python process (tinyeffnet.training.loop.run): a crash or an
-out-of-memory stops that run only, peak memory is measured per run, and JAX starts fresh.
+Each run trains in its own process (`python -m tinyeffnet.train` with the run's flags): a
+crash or an out-of-memory stops that run only, peak memory is measured per run (summary.json),
+and JAX starts fresh.
 Compiled programs are shared through a persistent JAX compilation cache in DIR/.jax-cache
 (unless JAX_COMPILATION_CACHE_DIR is set), so seeds after the first of a variant skip
 compilation.
@@ -32,15 +33,16 @@ import subprocess
 import sys
 import time
 
-from .._files import WriteError, dumps, make_dirs, read_json_object, write_json
+from .._files import WriteError, dumps, make_dirs, read_json_object
 from ..model import VARIANTS, canonical_variant
 from ..training.checkpoint import latest_checkpoint
-from ..training.config import NOT_TRAJECTORY, TrainConfig, config_differences
+from ..training.config import NOT_TRAJECTORY, config_differences
 from ..training.preemption import exit_status
-from ..training.rundir import CLAIM_FD_ENV, Claim, WorkdirHeld
+from ..training.claim import CLAIM_FD_ENV, Claim, WorkdirHeld
+from ..training.rundir import saved_config
 from .table2 import build_table, markdown, write_report
 
-RUN_INFO = "ablation-run.json"  # written by the run's process: memory, device, process time
+OLD_RUN_INFO = "ablation-run.json"  # where runs of older code kept their memory figures
 # Flags that do not change what a finished run reports: it stays valid when they differ
 # (unlike --resume, which also lets --max-steps and --eval-examples change).
 NOT_RECIPE = tuple(k for k in NOT_TRAJECTORY if k not in ("max_steps", "eval_examples"))
@@ -82,7 +84,7 @@ def plan(cfg):
     folder = cfg.workdir
     summary = read_json_object(os.path.join(folder, "summary.json"))
     checkpoint = latest_checkpoint(os.path.join(folder, "checkpoints"))
-    saved = read_json_object(os.path.join(folder, "config.json"))
+    saved = saved_config(folder)
     if saved is None and summary is None and checkpoint is None:
         return "fresh", None
     if saved is None:
@@ -107,36 +109,6 @@ def _child_env(workdir):
     return env
 
 
-def run_in_process(cfg):
-    """The run's own process: train(cfg), then RUN_INFO beside summary.json. Returns an exit status."""
-    start = time.time()
-    from ..training.loop import run
-    status = run(cfg)
-    if status != 0:
-        return status
-    info = dict(process_seconds=time.time() - start, peak_bytes_in_use=None, host_peak_rss_bytes=None)
-    if cfg.backend == "jax":
-        import jax
-        device = jax.devices()[0]
-        stats = device.memory_stats() or {}
-        info.update(device=f"{device.platform} ({device.device_kind})",
-                    peak_bytes_in_use=stats.get("peak_bytes_in_use"))
-        if info["peak_bytes_in_use"] is None:
-            info["memory_note"] = f"jax.devices()[0].memory_stats() has no peak_bytes_in_use on {device.platform}"
-    try:
-        import resource
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        info["host_peak_rss_bytes"] = rss if sys.platform == "darwin" else rss * 1024  # Linux: KiB
-    except (ImportError, OSError):
-        pass
-    write_json(os.path.join(cfg.workdir, RUN_INFO), info)
-    return 0
-
-
-def _child_main(cfg_json):
-    return run_in_process(TrainConfig(**json.loads(cfg_json)))
-
-
 class AblationStopped(Exception):
     """The run in progress stopped on a signal (its checkpoint written): this worker stops too."""
 
@@ -146,11 +118,11 @@ class AblationStopped(Exception):
 
 
 def _run_child(cfg, env, claim_fd):
-    """The run's process, to its end, holding the run's claim with this one (`claim_fd`); a
-    SIGTERM to this worker is passed on to it (the run checkpoints and stops), and a stopped
-    run stops this worker (AblationStopped)."""
-    code = "import sys; from tinyeffnet.experiments.ablation import _child_main; sys.exit(_child_main(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(dataclasses.asdict(cfg))], env=env,
+    """The run's process (`python -m tinyeffnet.train` with the run's flags), to its end,
+    holding the run's claim with this one (`claim_fd`); a SIGTERM to this worker is passed on
+    to it (the run checkpoints and stops), and a stopped run stops this worker
+    (AblationStopped)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + cfg.to_flags(), env=env,
                             pass_fds=(claim_fd,))
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
@@ -166,12 +138,17 @@ def _run_child(cfg, env, claim_fd):
 
 
 def _run_record(cfg, summary):
-    info = read_json_object(os.path.join(cfg.workdir, RUN_INFO)) or {}
     speed = summary.get("images_per_s")
+    memory = dict(peak_bytes_in_use=summary.get("device_peak_bytes"),
+                  host_peak_rss_bytes=summary.get("host_peak_rss_bytes"), memory_note=None)
+    if "host_peak_rss_bytes" not in summary:  # a run of an older tinyeffnet kept these beside its summary
+        memory.update({k: v for k, v in (read_json_object(os.path.join(cfg.workdir, OLD_RUN_INFO)) or {}).items()
+                       if k in memory})
+    elif memory["peak_bytes_in_use"] is None:
+        memory["memory_note"] = f"the {summary.get('device')} device keeps no peak memory statistics"
     return dict(seed=cfg.seed, top1=summary["top1"], top5=summary["top5"], steps=summary.get("steps"),
                 images_per_s=speed or None,  # 0.0: fewer steps than --log-every, nothing measured
-                seconds=summary.get("seconds"), peak_bytes_in_use=info.get("peak_bytes_in_use"),
-                host_peak_rss_bytes=info.get("host_peak_rss_bytes"), memory_note=info.get("memory_note"))
+                seconds=summary.get("seconds"), **memory)
 
 
 def _notes(cfg, runs):
@@ -219,7 +196,7 @@ def ablate(cfg, variants, seeds, workdir, say=print, train=True, poll_seconds=2.
         for i, c in enumerate(configs):
             if i in finished or i in failed:
                 continue
-            try:  # even a finished run: its process may still be writing RUN_INFO
+            try:  # even a finished run: its process may still be writing curves.png
                 claim = Claim.take(c.workdir, attempts=1)
             except WorkdirHeld as e:
                 held.append(f"{c.variant} seed {c.seed} ({e.who})")

@@ -26,8 +26,8 @@ from backends import get_backend
 from ..engine import functional as F
 from ..nn import (BatchNorm2d, Conv2d, DepthwiseConv2d, DropConnect, Dropout, Linear, Module,
                  ModuleList, SqueezeExcite, initialize)
-from .spec import DEFAULT_BN_EPS, DEFAULT_PADDING, FIRST_STAGE, LAST_STAGE, SCALING, ModelSpec, canonical_model, \
-    canonical_variant, variant_rule
+from .spec import DEFAULT_BN_EPS, DEFAULT_PADDING, FIRST_STAGE, LAST_STAGE, ModelSpec, canonical_model, \
+    canonical_variant, multipliers, variant_rule
 
 # (expand ratio, kernel, stride of the first block, output channels, repeats): stages 2-8
 B0_STAGES = (
@@ -91,8 +91,7 @@ def block_specs(variant="base", model="b0", width=None, depth=None, drop_connect
     `width` / `depth` override the model's multipliers (tiny networks for tests and lessons).
     """
     variant, model = canonical_variant(variant), canonical_model(model)
-    width = SCALING[model][0] if width is None else width
-    depth = SCALING[model][1] if depth is None else depth
+    width, depth = multipliers(model, width, depth)
     position, which = variant_rule(variant)
     raw = []
     cin = round_filters(STEM_CHANNELS, width)
@@ -197,11 +196,6 @@ class EfficientNet(Module):
     @property
     def num_classes(self):
         return self.spec.num_classes
-
-    def set_bn_momentum(self, momentum):
-        for _, m in self.named_modules():
-            if isinstance(m, BatchNorm2d):
-                m.momentum = momentum
 
     def train_classifier_only(self):
         """Training mode for the classifier (dropout, fc) alone; the backbone runs as at eval

@@ -14,10 +14,14 @@ is PyTorch's; BN eps 1e-3 is TensorFlow's, PyTorch's BatchNorm2d uses 1e-5. Weig
 trained with one setting give other logits with the other.
 """
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from data_tools.datasets import NORMALIZATIONS, data_kind
 from data_tools.eval_view import TF_VIEW, EvalView
+from data_tools.pixels import Normalization
 
 from ..nn import PADDINGS
 
@@ -84,6 +88,33 @@ def canonical_model(name):
     return key
 
 
+def default_resolution(model):
+    """The image size a model size was scaled for: b0 224 ... b7 600."""
+    return SCALING[canonical_model(model)][2]
+
+
+def multipliers(model, width=None, depth=None):
+    """(width, depth) a network is built with: the model size's own unless overridden."""
+    own_width, own_depth = SCALING[canonical_model(model)][:2]
+    return (own_width if width is None else width, own_depth if depth is None else depth)
+
+
+MULTIPLIER_RULE = "must be a finite number above 0"
+
+
+def valid_multiplier(value):
+    """Whether `value` can be a width or depth multiplier (see MULTIPLIER_RULE)."""
+    return _is_number(value) and math.isfinite(value) and value > 0
+
+
+class Feed(NamedTuple):
+    """How images are fed to a network: their size, the pixels' normalization, and how a
+    photo is cropped and resized for evaluation."""
+    resolution: int
+    normalization: Normalization
+    view: EvalView
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A network and how it is fed. Names are made canonical and every field is checked
@@ -111,8 +142,8 @@ class ModelSpec:
             raise ValueError(f"num_classes must be a whole number of at least 1, got {self.num_classes!r}")
         for name in ("width", "depth"):
             value = getattr(self, name)
-            if value is not None and not (_is_number(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if value is not None and not valid_multiplier(value):
+                raise ValueError(f"{name} {MULTIPLIER_RULE}, got {value!r}")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}: choose one of {', '.join(PADDINGS)}")
         if not (_is_number(self.bn_eps) and 0.0 < self.bn_eps < 1.0):
@@ -135,18 +166,25 @@ class ModelSpec:
     @property
     def multipliers(self):
         """(width, depth) the network is built with: the model's own unless overridden."""
-        own_width, own_depth = SCALING[self.model][:2]
-        return (own_width if self.width is None else self.width, own_depth if self.depth is None else self.depth)
+        return multipliers(self.model, self.width, self.depth)
 
     @property
     def resolution(self):
         """The image size it is fed: its own, else the model's."""
-        return self.image_size or SCALING[self.model][2]
+        return self.image_size or default_resolution(self.model)
 
-    @property
-    def view(self):
-        """How a photo is cropped and resized for eval: the recorded view, else TensorFlow's."""
-        return self.eval_view or TF_VIEW
+    def feed(self, data=None):
+        """How to feed images of the dataset named `data` (default: the data it was trained on)
+        to this network: its resolution, and the normalization and eval view it records (a
+        converted published model's, a trained run's) where `data` is of the kind it was
+        trained on (photos, or Fashion-MNIST); elsewhere the data's own normalization and
+        TensorFlow's view. Every place that feeds a network asks this."""
+        data = self.data if data is None else data
+        same_kind = data_kind(data) == data_kind(self.data)
+        normalization = (Normalization(*self.normalization) if same_kind and self.normalization is not None
+                         else NORMALIZATIONS[data_kind(data)])
+        view = self.eval_view if same_kind and self.eval_view is not None else TF_VIEW
+        return Feed(self.resolution, normalization, view)
 
     @property
     def default_dropout(self):

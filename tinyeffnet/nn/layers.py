@@ -1,4 +1,4 @@
-"""The layers of EfficientNet, each a small Module over `tinyeffnet.functional`.
+"""The layers of EfficientNet, each a small Module over `tinyeffnet.engine.functional`.
 
 Parameters are created zero-filled in the backend's default float dtype; `reset_parameters`
 fills them (see `tinyeffnet.nn.init`). A layer casts its parameters to the input's dtype,

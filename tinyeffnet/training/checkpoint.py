@@ -1,4 +1,5 @@
-"""The one checkpoint format: a safetensors file per step, its metadata as JSON.
+"""The one checkpoint format: a safetensors file per step, its metadata as JSON; and how a
+path names a checkpoint.
 
     DIR/step-00001234.safetensors   named tensors (their names: tinyeffnet.training.state)
                                     + metadata {"tinyeffnet": "<json meta>"}: step, epoch,
@@ -6,6 +7,10 @@
                                     and two checksums (below)
     DIR/best.safetensors            relative symlink to the best step file so far
     DIR/.*.tmp-<pid>-*              a write in progress (or a crash's leftover): never read
+
+A path given to a reader is a checkpoint file, or a work directory / checkpoints folder
+meaning its best step file, else its latest (`resolve_checkpoint`). How the trainer fills
+such a folder (a step file now and then, the best link, pruning) is checkpoint_dir.py's.
 
 No numpy: tensors travel as `(dtype, shape, raw little-endian bytes)` records, which each
 backend makes and reads (`backend.to_record` / `backend.from_record`, backends/contract.py);
@@ -22,9 +27,7 @@ A file of an older format is read only where what it carries can still be verifi
     format 1   no checksum at all: refused, saying why
     no format_version, or a newer one: refused, saying why
 
-Crash safety: a step file appears only by `os.replace` of a fully written, fsynced temp file;
-the best symlink is replaced the same way before any pruning, so a kill -9 at any moment
-leaves every visible name complete and `best.safetensors` pointing at a file that exists.
+Crash safety: a file appears only by `os.replace` of a fully written, fsynced temp file.
 """
 import hashlib
 import json
@@ -37,7 +40,6 @@ from array import array
 from backends.contract import RECORD_CODES, ContractError
 
 from .. import _safetensors as safetensors_file
-from .._files import WriteError, fsync_dir, make_dirs, remove_stale_temps, temp_path
 
 # 3: a second sha256, of the metadata (see the module's docstring). 2: optimizer state named by
 # its tree path (tinyeffnet.training.state) and the sha256 of the tensors. 1: no checksum.
@@ -85,8 +87,16 @@ def from_record(backend, record):
 
 # --------------------------------------------------------------------- reading
 def _unreadable(path, why):
-    return CheckpointError(f"{path} is not a readable tinyeffnet checkpoint ({why}); "
-                           "delete it or point at another checkpoint")
+    if safetensors_file.is_pickle(path):
+        return CheckpointError(f"{path} is a PyTorch pickle (torch.save), not a tinyeffnet checkpoint: tinyeffnet never "
+                               "unpickles (loading a pickle can run code); convert the same weights' model.safetensors "
+                               "with python -m tinyeffnet.convert --from timm|timm-pytorch|torchvision SRC --out DST")
+    if _STEP_RE.match(os.path.basename(path)):  # a run's own checkpoint, damaged (cut short by a full disk, say)
+        return CheckpointError(f"{path} is not a readable tinyeffnet checkpoint ({why}); {_newest_good_before(path)}: "
+                               "delete the damaged file or point at that one")
+    return CheckpointError(f"{path} is not a readable tinyeffnet checkpoint ({why}): give a run's checkpoint (its "
+                           "work directory or a checkpoints/step-*.safetensors file) or converted weights "
+                           "(python -m tinyeffnet.convert)")
 
 
 def _meta_from_metadata(path, stored):
@@ -219,7 +229,7 @@ def _newest_good_before(path):
     """Where to go back to: the newest older step file in the same folder that verifies."""
     directory = os.path.dirname(os.path.abspath(path))
     match = _STEP_RE.match(os.path.basename(path))
-    files = _step_files(directory)
+    files = step_files(directory)
     older = sorted((s for s in files if match is None or s < int(match.group(1))), reverse=True)
     for s in older:
         candidate = os.path.join(directory, files[s])
@@ -229,7 +239,7 @@ def _newest_good_before(path):
 
 
 # --------------------------------------------------------------------- finding
-def _step_files(directory):
+def step_files(directory):
     """{step: filename} of the complete step files; temp files never match."""
     try:
         names = os.listdir(directory)
@@ -240,7 +250,7 @@ def _step_files(directory):
 
 def latest_checkpoint(directory):
     """Path of the highest-step checkpoint in `directory`, or None."""
-    files = _step_files(directory)
+    files = step_files(directory)
     return os.path.join(directory, files[max(files)]) if files else None
 
 
@@ -256,7 +266,8 @@ def best_checkpoint(directory):
 
 def resolve_checkpoint(path, prefer="best"):
     """A checkpoint file as is; a work dir (holding checkpoints/) or a checkpoints dir ->
-    its best checkpoint, else its latest (prefer="latest" for resuming: latest first)."""
+    its best checkpoint, else its latest (prefer="latest" for resuming: latest first); a
+    folder holding one .safetensors file (what convert wrote, a hub download) -> that file."""
     path = os.fspath(path)
     if os.path.isfile(path):
         return path
@@ -272,12 +283,19 @@ def resolve_checkpoint(path, prefer="best"):
         found = find(directory)
         if found:
             return found
-    raise CheckpointError(f"no checkpoints in {directory} (expected step-*.safetensors; "
-                          "train first or give a checkpoint file)")
+    loose = sorted(n for n in os.listdir(directory) if n.endswith(".safetensors") and not n.startswith("."))
+    if len(loose) == 1:
+        return os.path.join(directory, loose[0])
+    if loose:
+        raise CheckpointError(f"{directory} holds {len(loose)} .safetensors files ({', '.join(loose[:3])}"
+                              f"{', ...' if len(loose) > 3 else ''}) and no run's checkpoints: give the file")
+    raise CheckpointError(f"no checkpoints in {directory} (expected a run's checkpoints/step-*.safetensors or a "
+                          "converted .safetensors file): train first, or convert published weights with "
+                          "python -m tinyeffnet.convert")
 
 
 # --------------------------------------------------------------------- writing
-def _records(path, tensors, backend):
+def records_of(path, tensors, backend):
     """{name: (dtype, shape, raw bytes)} of backend arrays."""
     records = {}
     for name, x in tensors.items():
@@ -305,7 +323,7 @@ def _check_records(path, records):
                                       "checkpoint of a diverged run is never written")
 
 
-def _blob(path, records, meta):
+def checkpoint_bytes(path, records, meta):
     """The file's bytes: the records and `meta` plus format_version and the two checksums."""
     _check_records(path, records)
     checksum = _checksum((name, _CODES[dtype][1], shape, raw) for name, (dtype, shape, raw) in records.items())
@@ -324,72 +342,4 @@ def _blob(path, records, meta):
 def write_checkpoint_file(path, records, meta):
     """Write one checkpoint file at `path` atomically (no step naming, no best, no pruning):
     what the weight converter writes. `records` are {name: (dtype, shape, raw bytes)}."""
-    return safetensors_file.write(path, _blob(os.fspath(path), records, meta))
-
-
-def _metric_of(path):
-    """The best_metric recorded in a checkpoint, or None if absent or unreadable."""
-    try:
-        value = checkpoint_meta(path).get("best_metric")
-    except CheckpointError:
-        return None
-    return value if isinstance(value, (int, float)) and not math.isnan(value) else None
-
-
-def save_checkpoint(directory, step, tensors, backend, meta, keep_last=3, best_metric=None,
-                    higher_is_better=True):
-    """Write DIR/step-NNNNNNNN.safetensors atomically, update best.safetensors, prune.
-
-    `meta` must be JSON-serialisable (tuples come back as lists); `step`, `best_metric`
-    and `format_version` are added to it. `best_metric` (e.g. eval top-1) makes this step
-    the best when it beats the metric stored in the current best. `keep_last` newest step
-    files survive pruning (None keeps all); the best's target and the file just written
-    are never deleted. Returns the path written.
-    """
-    step = int(step)
-    if keep_last is not None and int(keep_last) < 1:
-        raise CheckpointError(f"keep_last={keep_last} would delete every checkpoint "
-                              "(use 1 or more, or None to keep all)")
-    if "step" in meta and meta["step"] != step:
-        raise CheckpointError(f"meta says step {meta['step']} but step={step} was passed "
-                              "(pass the same step to both)")
-    if best_metric is not None and not isinstance(best_metric, (int, float)):
-        raise CheckpointError(f"best_metric must be a number, got {best_metric!r}")
-    directory = os.fspath(directory)
-    make_dirs(directory)
-    path = step_path(directory, step)
-    blob = _blob(path, _records(path, tensors, backend),
-                 {**meta, "step": step, "best_metric": best_metric, "higher_is_better": bool(higher_is_better)})
-
-    # Read the current best before writing: the new file may replace the best's target.
-    best_path = best_checkpoint(directory)
-    best_value = _metric_of(best_path) if best_path else None
-
-    safetensors_file.write(path, blob)
-
-    if best_metric is not None and not math.isnan(best_metric):
-        better = (best_value is None or os.path.abspath(best_path) == os.path.abspath(path)
-                  or (best_metric > best_value if higher_is_better else best_metric < best_value))
-        if better:
-            link_tmp = temp_path(os.path.join(directory, BEST_NAME))
-            try:
-                os.symlink(os.path.basename(path), link_tmp)  # relative: the dir can move
-                os.replace(link_tmp, os.path.join(directory, BEST_NAME))
-            except OSError as e:
-                raise WriteError(os.path.join(directory, BEST_NAME), e) from None
-            fsync_dir(directory)
-            best_path = path
-
-    if keep_last is not None:
-        files = _step_files(directory)
-        protected = {os.path.basename(path)}
-        if best_path:
-            protected.add(os.path.basename(best_path))
-        for s in sorted(files)[:-int(keep_last)]:
-            if files[s] not in protected:
-                try:
-                    os.unlink(os.path.join(directory, files[s]))
-                except FileNotFoundError:
-                    pass
-    remove_stale_temps(directory)
-    return path
+    return safetensors_file.write(path, checkpoint_bytes(os.fspath(path), records, meta))

@@ -8,15 +8,16 @@ Presets (chosen from --data unless --preset is given):
   default   the embedded Fashion-MNIST subset on a 2-core CPU, an experiment that answers:
             the SE ablation's proxy, nearly the same result for every seed and machine.
             Six epochs (120,000 training images) at 48x48 (B0's stride-32 network ends
-            on a 2x2 map; at 32x32 on 1x1, and no 32x32 recipe tried passed 89.7%).
-            The rate warms up over a whole epoch to 0.05 (warming up over 0.2 epochs
-            was chaotic: float rounding differences grew by orders of magnitude over
-            the first steps and the same seed ended anywhere in a 7-point range); BN
-            momentum 0.9 (0.99 leaves the moving statistics near their initial values
-            in a few hundred steps); precise BN before every evaluation (the moving
-            statistics trail the weights); an EMA of the weights (0.99), which is what
-            the run reports. Random flips only; no dropout, drop-connect or random
-            shifts: six epochs underfit with the paper's regularisation (README: tuning).
+            on a 2x2 map; at 32x32 on 1x1, where no recipe tried did as well).
+            The rate warms up over a whole epoch to 0.05 (a short warmup was chaotic:
+            float rounding differences grew over the first steps until the same seed
+            ended anywhere in a range of several points); BN momentum 0.9 (0.99 leaves
+            the moving statistics near their initial values in a few hundred steps);
+            precise BN before every evaluation (the moving statistics trail the
+            weights); an EMA of the weights (0.99), which is what the run reports.
+            Random flips only; no dropout, drop-connect or random shifts: six epochs
+            underfit with the paper's regularisation (the docs' proxy page says how
+            the recipe was chosen).
   tiny      the pure-Python backend's end-to-end run: a few steps of B0 on 32x32 images,
             evaluated on a slice of the test split (minutes, not hours, in pure Python).
   finetune  an image folder (--data DIR) from pretrained weights (--init-from CKPT; chosen
@@ -37,14 +38,13 @@ from dataclasses import dataclass, field
 from backends import backend_class
 from data_tools import DataError
 from data_tools.augment import AUGMENTATIONS
-from data_tools.spec import parse_spec, spec_kind
+from data_tools.datasets import data_kind, parse_data_name
 
 from .._cli import ArgumentParser
-from ..model import SCALING, canonical_model, canonical_variant
+from ..model import MULTIPLIER_RULE, canonical_model, canonical_variant, default_resolution, valid_multiplier
 from ..nn import INIT_SCHEMES
+from .runtime import checked_compute_dtype, multi_process_backends, runtime_class, training_backends
 from .schedule import scaled_peak_lr
-
-BACKENDS = ("jax", "python")
 
 
 class ConfigError(ValueError):
@@ -153,11 +153,11 @@ class TrainConfig:
         if self.autoaugment is None:
             # The preset's AutoAugment only where it applies: photos with the full augmentation.
             values["autoaugment"] = bool(values["autoaugment"]) and values["augment"] == "full" and \
-                spec_kind(values["data"]) == "imagenet"
+                data_kind(values["data"]) == "imagenet"
         cfg = TrainConfig(**values)
         if cfg.image_size is None:
             try:
-                cfg.image_size = SCALING[canonical_model(cfg.model)][2]
+                cfg.image_size = default_resolution(cfg.model)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         if cfg.lr is None:
@@ -167,79 +167,100 @@ class TrainConfig:
         return cfg
 
     def default_preset(self):
-        if self.backend == "python":
+        try:
+            in_python = runtime_class(self.backend) and backend_class(self.backend).runs_in_python
+        except (ValueError, ImportError):
+            in_python = False  # check() names the problem
+        if in_python:
             return "tiny"
-        if spec_kind(self.data or "default") == "fashion-mnist":
+        if data_kind(self.data or "default") == "fashion-mnist":
             return "default"
         return "finetune" if self.init_from else "imagenet"
 
     def check(self):
         """One clear error (ConfigError) for any value no training could use."""
-        def fail(flag, rule):
-            raise ConfigError(f"--{flag.replace('_', '-')} {rule}, got {getattr(self, flag)!r}")
+        self._check_names()
+        for flags, valid, rule in _NUMBER_RULES:
+            for flag in flags:
+                if not valid(getattr(self, flag)):
+                    self._fail(flag, rule)
+        self._check_combinations()
+        return self
 
-        if self.backend not in BACKENDS:
-            fail("backend", f"must be one of {', '.join(BACKENDS)}")
+    def _fail(self, flag, rule):
+        raise ConfigError(f"--{flag.replace('_', '-')} {rule}, got {getattr(self, flag)!r}")
+
+    def _check_names(self):
+        if self.backend not in training_backends():
+            self._fail("backend", f"must be one of {', '.join(training_backends())}")
         for name, check in ((canonical_variant, self.variant), (canonical_model, self.model)):
             try:
                 name(check)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         if self.init not in INIT_SCHEMES:
-            fail("init", f"must be one of {', '.join(INIT_SCHEMES)}")
-        for name in ("epochs", "batch_size", "image_size", "eval_every", "log_every", "checkpoint_every",
-                     "keep_checkpoints"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                fail(name, "must be a whole number of at least 1")
-        for name in ("max_steps", "workers", "eval_examples", "seed", "precise_bn"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                fail(name, "must be a whole number, 0 or more")
-        for name in ("lr", "cosine_epochs"):
-            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
-                fail(name, "must be a finite number above 0")
-        for name in ("warmup_epochs", "weight_decay", "clip_grad_norm"):
-            if not _finite(getattr(self, name)) or getattr(self, name) < 0:
-                fail(name, "must be a finite number, 0 or more")
-        for name in ("width", "depth"):
-            if getattr(self, name) is not None and (not _finite(getattr(self, name)) or getattr(self, name) <= 0):
-                fail(name, "must be a finite number above 0")
-        for name in ("momentum", "label_smoothing", "dropout", "drop_connect", "ema_decay", "bn_momentum"):
-            if not (_finite(getattr(self, name)) and 0.0 <= getattr(self, name) < 1.0):
-                fail(name, "must be in [0, 1)")
+            self._fail("init", f"must be one of {', '.join(INIT_SCHEMES)}")
         if self.augment not in AUGMENTATIONS:
-            fail("augment", f"must be one of {', '.join(AUGMENTATIONS)}")
-        if self.autoaugment and spec_kind(self.data) != "imagenet":
+            self._fail("augment", f"must be one of {', '.join(AUGMENTATIONS)}")
+        try:
+            checked_compute_dtype(self.backend, self.dtype)
+            parse_data_name(self.data)
+        except DataError as e:
+            raise ConfigError(f"--data: {e}") from None
+        except (ValueError, ImportError) as e:
+            raise ConfigError(str(e)) from None
+        if self.init_from is not None and not str(self.init_from).strip():
+            self._fail("init_from", "must name a checkpoint file or a work directory")
+
+    def _check_combinations(self):
+        if self.autoaugment and data_kind(self.data) != "imagenet":
             raise ConfigError(f"--autoaugment is ImageNet's policy for photos, but --data {self.data!r} is "
                               "Fashion-MNIST: drop --autoaugment")
         if self.autoaugment and self.augment != "full":
             raise ConfigError(f"--autoaugment is part of the full augmentation, but --augment is {self.augment!r}: "
                               "use --augment full or --no-autoaugment")
-        if self.dtype is not None:
-            try:
-                dtypes = backend_class(self.backend).compute_dtypes  # the backend's own statement
-            except ImportError as e:
-                raise ConfigError(str(e)) from None
-            if self.dtype not in dtypes:
-                fail("dtype", f"must be one of {', '.join(dtypes)} on the {self.backend} backend")
-        if self.init_from is not None and not str(self.init_from).strip():
-            fail("init_from", "must name a checkpoint file or a work directory")
         if self.freeze_backbone and not self.init_from:
             raise ConfigError("--freeze-backbone trains the classifier on top of loaded weights: give --init-from "
                               "CKPT (a random backbone would stay random)")
         if self.freeze_backbone and self.precise_bn:
             raise ConfigError("--precise-bn recomputes the BN statistics that --freeze-backbone keeps as loaded: "
                               "use --precise-bn 0 with --freeze-backbone")
-        if self.backend == "python" and (self.num_processes or 1) > 1:
-            raise ConfigError("multi-host training (--num-processes) needs --backend jax")
-        try:
-            parse_spec(self.data)
-        except DataError as e:
-            raise ConfigError(f"--data: {e}") from None
-        return self
+        if (self.num_processes or 1) > 1 and self.backend not in multi_process_backends():
+            raise ConfigError(f"multi-host training (--num-processes) needs --backend "
+                              f"{' or '.join(multi_process_backends())}")
+
+    def to_flags(self):
+        """The command-line flags that make this config again (flags left None are left out)."""
+        flags = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if _flag_type(f) is bool:
+                flags.append(flag if value else "--no-" + flag[2:])
+            else:
+                flags += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return flags
 
 
 def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Each numeric flag's rule: (flags, test, the rule in words).
+_NUMBER_RULES = (
+    (("epochs", "batch_size", "image_size", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"),
+     lambda v: isinstance(v, int) and v >= 1, "must be a whole number of at least 1"),
+    (("max_steps", "workers", "eval_examples", "seed", "precise_bn"),
+     lambda v: isinstance(v, int) and v >= 0, "must be a whole number, 0 or more"),
+    (("lr", "cosine_epochs"), lambda v: _finite(v) and v > 0, "must be a finite number above 0"),
+    (("warmup_epochs", "weight_decay", "clip_grad_norm"), lambda v: _finite(v) and v >= 0,
+     "must be a finite number, 0 or more"),
+    (("width", "depth"), lambda v: v is None or valid_multiplier(v), MULTIPLIER_RULE),
+    (("momentum", "label_smoothing", "dropout", "drop_connect", "ema_decay", "bn_momentum"),
+     lambda v: _finite(v) and 0.0 <= v < 1.0, "must be in [0, 1)"),
+)
 
 
 # Flags that do not change the trajectory of a run (which parameters it computes at each

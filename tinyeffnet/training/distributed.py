@@ -9,7 +9,7 @@ every global batch this process feeds, and only process 0 logs and writes checkp
 Data parallelism: `make_mesh()` puts every device on one 'batch' axis; images and labels
 are sharded along it (`batch_sharding`) and the training state is replicated
 (`replicated`). Batch norm sums over the global batch (XLA inserts the all-reduce), so
-results do not depend on the device count.
+the device count changes no formula, only the order in which floating-point sums are added.
 """
 import os
 
@@ -29,17 +29,14 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None):
     if _STARTED or not _wants_multi_host(coordinator_address, num_processes):
         return bool(_STARTED)
     import jax
+
+    from backends.jax_backend import prepare_processes
     if coordinator_address and (num_processes is None or process_id is None):
         raise ValueError("--coordinator-address needs --num-processes and --process-id as well")
     kwargs = {}
     if coordinator_address:
         kwargs = dict(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
-    if jax.config.jax_platforms in (None, "", "cpu") and not os.environ.get("TPU_WORKER_HOSTNAMES"):
-        # CPU processes exchange collectives over TCP (gloo); GPUs and TPUs use their own links.
-        try:
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        except (AttributeError, ValueError):
-            pass
+    prepare_processes()
     jax.distributed.initialize(**kwargs)
     _STARTED.append(True)
     return True

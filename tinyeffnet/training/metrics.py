@@ -36,7 +36,7 @@ def _sum_of_all(backend, arrays, each):
     """sum(each(a)) over every element of every array, as a (1,) array in the first's dtype.
 
     The per-array sums are added pairwise, not in one running chain: a chain through every
-    array of the new state made XLA keep 600 MiB more scratch memory in B0's TPU step."""
+    array of the new state made XLA keep a large share more scratch memory in B0's TPU step."""
     dtype = backend.dtype(arrays[0])
     sums = [backend.astype(backend.reshape(backend.sum(each(a), tuple(range(len(backend.shape(a))))), (1,)), dtype)
             for a in arrays]

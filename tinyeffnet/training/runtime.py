@@ -1,6 +1,7 @@
 """What the trainer needs from a backend beyond the layer code: devices, batches, state.
 
-`make_runtime("jax" | "python", ...)` returns a `Runtime`; both implement every method:
+`make_runtime(name, ...)` returns the `Runtime` of a registered backend; both runtimes
+implement every method:
 
   make_optimizer(names, momentum, weight_decay)   Nesterov SGD (optax on JAX, ours in Python)
   compile_train_step(fn) / compile_eval_step(fn)  the functions of tinyeffnet.training.step,
@@ -13,10 +14,16 @@
   fetch(values)                                   device scalars -> Python floats (the only
                                                   place the host waits for the device)
   to_host(array)                                  this process's copy of a replicated array
+  max_over_processes(value)                       start agreeing on an int across processes;
+                                                  read it later with to_host (no waiting now)
+  memory_stats()                                  what the backend knows of its peak memory
+
+This module is the one place that maps backend names to runtimes (`RUNTIMES`); everything
+else asks a runtime or a backend what it can do.
 """
 import abc
 
-from backends import get_backend
+from backends import available_backends, backend_class, get_backend
 
 from .distributed import batch_sharding, initialize, make_mesh, replicated
 from .optimizer import NesterovSGD, optax_nesterov_sgd
@@ -24,11 +31,12 @@ from .optimizer import NesterovSGD, optax_nesterov_sgd
 _KEY_MOD = 2 ** 31 - 1
 
 
-def _checked_dtype(backend, dtype):
-    """`dtype` if the backend computes in it (or None: the runtime's default), else a one-line error."""
-    if dtype is not None and dtype not in backend.compute_dtypes:
-        raise ValueError(f"--dtype {dtype} is not available on the {backend.name} backend "
-                         f"(it computes in {' or '.join(backend.compute_dtypes)})")
+def checked_compute_dtype(backend_name, dtype):
+    """`dtype` if the backend computes in it (None: the runtime's default), else ValueError:
+    the one statement of which dtypes a network computes in (the backend's compute_dtypes)."""
+    allowed = backend_class(backend_name).compute_dtypes
+    if dtype is not None and dtype not in allowed:
+        raise ValueError(f"--dtype must be one of {', '.join(allowed)} on the {backend_name} backend, got {dtype!r}")
     return dtype
 
 
@@ -37,6 +45,7 @@ class Runtime(abc.ABC):
     backend = None
     compute_dtype = None
     process_index, process_count, device_count = 0, 1, 1
+    multi_process = False   # whether several processes (hosts) can share a run
     description = ""
 
     @property
@@ -46,6 +55,14 @@ class Runtime(abc.ABC):
 
     def step_key(self, seed, step):
         return self.backend.key((seed * 1_000_003 + step) % _KEY_MOD)
+
+    def max_over_processes(self, value):
+        """The largest `value` any process gave at this call, as an array to read later (to_host):
+        processes agree without the host waiting. One process: the value itself."""
+        return value
+
+    def memory_stats(self):
+        return self.backend.memory_stats()
 
     @abc.abstractmethod
     def make_optimizer(self, param_names, momentum=0.9, weight_decay=1e-4): ...
@@ -77,9 +94,12 @@ class PythonRuntime(Runtime):
     name = "python"
     description = "python (pure-Python reference backend, float64, 1 process)"
 
-    def __init__(self, dtype=None):
-        self.backend = get_backend("python")
-        self.compute_dtype = _checked_dtype(self.backend, dtype) or self.backend.default_float
+    def __init__(self, dtype=None, coordinator_address=None, num_processes=None, process_id=None):
+        if coordinator_address or (num_processes or 1) > 1:
+            raise ValueError(f"multi-host training needs a backend that runs on several processes: "
+                             f"{' or '.join(multi_process_backends())}")
+        self.backend = get_backend(self.name)
+        self.compute_dtype = checked_compute_dtype(self.name, dtype) or self.backend.default_compute_dtype
 
     def make_optimizer(self, param_names, momentum=0.9, weight_decay=1e-4):
         return NesterovSGD(self.backend, param_names, momentum, weight_decay)
@@ -112,20 +132,21 @@ class PythonRuntime(Runtime):
 class JaxRuntime(Runtime):
     """XLA on every device of every process: data-parallel over one 'batch' mesh axis."""
     name = "jax"
+    multi_process = True
 
     def __init__(self, dtype=None, coordinator_address=None, num_processes=None, process_id=None, devices=None):
         initialize(coordinator_address, num_processes, process_id)
         import jax
         self.jax = jax
-        self.backend = get_backend("jax")
-        platform = jax.devices()[0].platform
-        self.compute_dtype = _checked_dtype(self.backend, dtype) or ("float32" if platform == "cpu" else "bfloat16")
+        self.backend = get_backend(self.name)
+        self.compute_dtype = checked_compute_dtype(self.name, dtype) or self.backend.default_compute_dtype
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.mesh = make_mesh(devices)
         self.device_count = self.mesh.devices.size
         self._data, self._replicated = batch_sharding(self.mesh), replicated(self.mesh)
         self._normalizers = {}
-        self.description = (f"jax {jax.__version__} on {self.device_count} {platform} device(s) "
+        self._reduce_max = None
+        self.description = (f"jax {jax.__version__} on {self.device_count} {jax.devices()[0].platform} device(s) "
                             f"({jax.devices()[0].device_kind}), {self.process_count} process(es), "
                             f"compute {self.compute_dtype}")
 
@@ -181,15 +202,41 @@ class JaxRuntime(Runtime):
             return array
         return array.addressable_data(0)
 
+    def max_over_processes(self, value):
+        if self.process_count == 1:
+            return value
+        import jax.numpy as jnp
+        if self._reduce_max is None:
+            self._reduce_max = self.jax.jit(jnp.max, out_shardings=self._replicated)
+        local_devices = sum(d.process_index == self.process_index for d in self.mesh.devices.flat)
+        flags = jnp.full((local_devices,), value, jnp.int32)
+        return self._reduce_max(self.jax.make_array_from_process_local_data(self._data, flags))
+
+
+# The runtime of each backend that trains; the registry's other backends (meta: shapes only) do not.
+RUNTIMES = {"python": PythonRuntime, "jax": JaxRuntime}
+
+
+def training_backends():
+    """The registered backends a network can be trained, evaluated and run on."""
+    return tuple(name for name in available_backends() if name in RUNTIMES)
+
+
+def multi_process_backends():
+    return tuple(name for name in training_backends() if RUNTIMES[name].multi_process)
+
+
+def runtime_class(name):
+    if name not in training_backends():
+        raise ValueError(f"unknown backend {name!r}: choose {' or '.join(training_backends())}")
+    return RUNTIMES[name]
+
 
 def make_runtime(backend, dtype=None, coordinator_address=None, num_processes=None, process_id=None):
-    if backend == "python":
-        if coordinator_address or (num_processes or 1) > 1:
-            raise ValueError("multi-host training needs --backend jax")
-        return PythonRuntime(dtype)
-    if backend == "jax":
-        try:
-            return JaxRuntime(dtype, coordinator_address, num_processes, process_id)
-        except ImportError:
-            raise ValueError("--backend jax needs jax, jaxlib and optax: pip install -e '.[jax]'") from None
-    raise ValueError(f"unknown backend {backend!r}: choose jax or python")
+    """The runtime of the backend named `backend`; ValueError (one line) for what it cannot do."""
+    cls = runtime_class(backend)
+    try:
+        return cls(dtype, coordinator_address, num_processes, process_id)
+    except ImportError:
+        raise ValueError(f"--backend {backend} needs a package that is not installed: pip install -e "
+                         f"'.[{backend}]'") from None

@@ -42,7 +42,7 @@ def trainable_names(net, freeze_backbone=False):
     return [n for n in names if n.split(".")[0] == net.CLASSIFIER]
 
 
-def _logits(net, images, options, key=None):
+def logits_of(net, images, options, key=None):
     """The model's logits in the loss dtype: float64 for float64 compute, float32 otherwise."""
     compute = options.compute_dtype or net.backend.default_float
     logits = net(Tensor(net.backend.astype(images, compute), net.backend), key=key)
@@ -60,7 +60,7 @@ def forward_loss(net, params, buffers, images, labels, key=None, options=StepOpt
     else:
         net.train()
     with net.bind(params, buffers) as leaves:
-        logits = _logits(net, images, options, key)
+        logits = logits_of(net, images, options, key)
         loss = F.cross_entropy(logits, labels, options.label_smoothing)
         new_buffers = net.arrays()["buffers"]
     return loss, logits, leaves, new_buffers
@@ -135,7 +135,7 @@ def make_eval_step(net, options=StepOptions()):
     def eval_step(params, buffers, images, labels, valid):
         net.eval()
         with net.bind(params, buffers):
-            logits = _logits(net, images, options).data
+            logits = logits_of(net, images, options).data
         n, k = backend.shape(logits)
         valid = backend.astype(valid, backend.dtype(logits))
         correct = topk_correct(backend, logits, labels, (1, 5))
@@ -164,7 +164,7 @@ def make_bn_statistics_step(net, options=StepOptions()):
     def bn_statistics_step(params, buffers, totals, images, weight):
         net.measure_statistics()
         with net.bind(params, buffers):
-            _logits(net, images, options)
+            logits_of(net, images, options)
             batch = net.arrays()["buffers"]
         return {n: backend.add(totals[n], backend.mul(backend.full(backend.shape(v), weight, backend.dtype(v)), v))
                 for n, v in batch.items()}

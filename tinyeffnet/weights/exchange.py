@@ -1,6 +1,6 @@
 """Published EfficientNet weights in and out: timm's or torchvision's state dict <-> a tinyeffnet checkpoint.
 
-    import_weights(src, family, model, ...)  -> Imported(records, meta, transfer)   convert --from
+    import_weights(src, family, model=...)   -> Imported(records, meta, transfer)   convert --from
     export_weights(checkpoint, library)      -> Exported(records, metadata, ...)     convert --to
 
 Import checks the file tensor by tensor, in network order, against the network it must
@@ -28,7 +28,7 @@ from data_tools.imagenet import NUM_CLASSES as IMAGENET_CLASSES
 from data_tools.imagenet import imagenet_class_names
 from data_tools.pixels import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
 
-from ..model import SCALING, ModelSpec, block_specs, build_model, canonical_model, canonical_variant
+from ..model import SCALING, ModelSpec, block_specs, build_model, canonical_model, default_resolution
 from ..training.checkpoint import META_KEY, read_records
 from ..training.state import holds_ema, model_tensors, model_weights
 from .families import FAMILIES, blocks_per_stage, family_for_options, family_of_architecture
@@ -50,6 +50,7 @@ class Imported(NamedTuple):
     records: dict        # checkpoint name -> (dtype, shape, raw bytes)
     meta: dict
     transfer: object     # tinyeffnet.nn.transfer.Transfer for --variant other than base, else None
+    hub_config: dict     # the hub's config.json beside the file (what said the model), or None
 
 
 class Exported(NamedTuple):
@@ -60,7 +61,7 @@ class Exported(NamedTuple):
 
 
 # --------------------------------------------------------------------- import
-def import_weights(src, family="timm", model=None, width=None, depth=None, variant="base", normalization=None,
+def import_weights(src, family="timm", *, model=None, width=None, depth=None, variant="base", normalization=None,
                    image_size=None, init="xavier", seed=0, eval_view="library"):
     """Read a published state dict and make the records and metadata of a tinyeffnet checkpoint.
     `eval_view`: "library" (how the weights' library evaluates them) or "tf" (TensorFlow's)."""
@@ -76,22 +77,20 @@ def import_weights(src, family="timm", model=None, width=None, depth=None, varia
         raise WeightsError(f"{src}{problem}; {_hint(theirs, family, model, width, depth)}")
     names = family.names(block_specs("base", model, width, depth))
     num_classes = theirs[_their_name(names, "fc.weight")].shape[0]
-    net = build_model("base", model, num_classes, backend="meta", width=width, depth=depth)
-    buffers = {n for n, _ in net.named_buffers()}
-    converted = {ours: LAYOUTS[kind][0](theirs[their]) for ours, their, kind in names.pairs}
-    variant = canonical_variant(variant)
-    transfer = None
-    if variant != "base":
-        converted, transfer = _as_variant(converted, variant, model, num_classes, width, depth, family, init, seed)
-    # BN moving statistics are the buffers, under the same names in every variant.
-    records = model_tensors({n: (_OURS[r.dtype], r.shape, r.raw) for n, r in converted.items()}, buffers)
     mean, std = _normalization(src, normalization, config)
     view, view_size = _eval_view(src, eval_view, config, family, model)
-    size = int(image_size or _config_size(config) or view_size or SCALING[model][2])
     # what evaluate and predict feed it: photos (data "imagenet"), this view, this mean/std
     spec = ModelSpec(variant, model, num_classes, width, depth, family.padding, family.bn_eps(model),
-                     image_size=size, data="imagenet", normalization=(mean, std), eval_view=view,
+                     image_size=int(image_size or _config_size(config) or view_size or default_resolution(model)),
+                     data="imagenet", normalization=(mean, std), eval_view=view,
                      class_names=imagenet_class_names() if num_classes == IMAGENET_CLASSES else None)
+    buffers = {n for n, _ in build_model(spec.replace(variant="base"), backend="meta").named_buffers()}
+    converted = {ours: LAYOUTS[kind][0](theirs[their]) for ours, their, kind in names.pairs}
+    transfer = None
+    if spec.variant != "base":
+        converted, transfer = _as_variant(converted, spec, init, seed)
+    # BN moving statistics are the buffers, under the same names in every variant.
+    records = model_tensors({n: (_OURS[r.dtype], r.shape, r.raw) for n, r in converted.items()}, buffers)
     meta = dict(spec.to_meta(),
                 source=dict(family=family.name, library=family.library, architecture=family.architecture(model),
                             file=os.path.basename(src), sha256=_sha256(src)),
@@ -100,7 +99,7 @@ def import_weights(src, family="timm", model=None, width=None, depth=None, varia
                 source_metadata=file_metadata, step=0)
     if transfer is not None:
         meta.update(initialised=[name for name, _, _ in transfer.fresh], dropped=list(transfer.unused))
-    return Imported(records, meta, transfer)
+    return Imported(records, meta, transfer, config)
 
 
 def _family(name):
@@ -261,11 +260,10 @@ def _counts(values):
     return "/".join(str(v) for v in values)
 
 
-def _as_variant(converted, variant, model, num_classes, width, depth, family, init, seed):
-    """The base network's records moved onto `variant`: what fits by name and shape, the
-    rest initialised afresh (init scheme, seed), and what has no place dropped."""
-    target = build_model(variant, model, num_classes, init, seed, backend="python", width=width, depth=depth,
-                         padding=family.padding, bn_eps=family.bn_eps(model))
+def _as_variant(converted, spec, init, seed):
+    """The base network's records moved onto the variant of `spec`: what fits by name and
+    shape, the rest initialised afresh (init scheme, seed), and what has no place dropped."""
+    target = build_model(spec, init=init, seed=seed, backend="python")
     wanted = {n: t.shape for n, t in target.state_dict().items()}
     transfer = match(wanted, {n: r.shape for n, r in converted.items()})
     out = {n: converted[n] for n in transfer.taken}
@@ -296,7 +294,7 @@ def export_weights(checkpoint, library="timm", use_ema=False):
         raise WeightsError(f"{checkpoint} is the variant {spec.variant}; {library} has EfficientNet's base network "
                            "only (SE after the depthwise conv in every block): export a base checkpoint")
     model, width, depth, padding, bn_eps = spec.model, spec.width, spec.depth, spec.padding, spec.bn_eps
-    family = _export_family(checkpoint, library, meta, model, padding, bn_eps)
+    family = _export_family(checkpoint, library, model, padding, bn_eps)
     names = family.names(block_specs("base", model, width, depth))
     if use_ema and not holds_ema(records):
         raise WeightsError(f"{checkpoint} holds no EMA weights (the run had --ema-decay 0): drop --ema")
@@ -323,8 +321,7 @@ def export_weights(checkpoint, library="timm", use_ema=False):
         else:  # what PyTorch's BatchNorm2d counts; a state dict always holds it
             out[name] = Record("I64", (), bytes(8))
     metadata = meta.get("source_metadata") if same_source else {"format": "pt"}
-    return Exported(out, metadata, family.architecture(model),
-                    _how_to_load(family, model, width, depth, spec.num_classes, padding, bn_eps))
+    return Exported(out, metadata, family.architecture(model), _how_to_load(family, spec))
 
 
 def _as_float32(dtype, raw):
@@ -337,7 +334,7 @@ def _as_float32(dtype, raw):
     raise WeightsError(f"cannot export a {dtype} tensor as a weight")
 
 
-def _export_family(checkpoint, library, meta, model, padding, bn_eps):
+def _export_family(checkpoint, library, model, padding, bn_eps):
     if library not in ("timm", "torchvision"):
         raise WeightsError(f"unknown library {library!r}: choose timm or torchvision")
     family = family_for_options(library, padding, bn_eps, model)
@@ -351,20 +348,20 @@ def _export_family(checkpoint, library, meta, model, padding, bn_eps):
                        "would give other logits: export with --to timm (its models take both settings)")
 
 
-def _how_to_load(family, model, width, depth, num_classes, padding, bn_eps):
-    arch = family.architecture(model)
+def _how_to_load(family, spec):
+    """The library's line that builds the network of `spec` (a state dict of `family` loads into it)."""
+    arch, num_classes = family.architecture(spec.model), spec.num_classes
+    reduced = spec.width is not None or spec.depth is not None
+    width, depth = spec.multipliers
     if family.library == "torchvision":
-        if width is None and depth is None:
+        if not reduced:
             return f"torchvision.models.{arch}(num_classes={num_classes})"
         return (f"torchvision.models.efficientnet.EfficientNet(torchvision.models.efficientnet._efficientnet_conf("
-                f"'{arch}', width_mult={width or SCALING[model][0]}, depth_mult={depth or SCALING[model][1]})[0], "
-                f"dropout={SCALING[model][3]}, num_classes={num_classes})")
-    options = ""
-    if bn_eps != family.bn_eps(model):
-        options += f", bn_eps={bn_eps}"
-    if width is None and depth is None:
+                f"'{arch}', width_mult={width}, depth_mult={depth})[0], dropout={spec.default_dropout}, "
+                f"num_classes={num_classes})")
+    if not reduced:
+        options = f", bn_eps={spec.bn_eps}" if spec.bn_eps != family.bn_eps(spec.model) else ""
         return f"timm.create_model('{arch}', num_classes={num_classes}{options})"
-    pad_type = "same" if padding == "same" else ""
-    return (f"timm.models.efficientnet._gen_efficientnet('{arch}', channel_multiplier={width or SCALING[model][0]}, "
-            f"depth_multiplier={depth or SCALING[model][1]}, num_classes={num_classes}, bn_eps={bn_eps}, "
-            f"pad_type='{pad_type}')")
+    pad_type = "same" if spec.padding == "same" else ""
+    return (f"timm.models.efficientnet._gen_efficientnet('{arch}', channel_multiplier={width}, "
+            f"depth_multiplier={depth}, num_classes={num_classes}, bn_eps={spec.bn_eps}, pad_type='{pad_type}')")

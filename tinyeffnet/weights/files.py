@@ -9,7 +9,9 @@ pickle files (.pth, .bin), since unpickling can run code.
 from .. import _safetensors
 from .._safetensors import Record  # noqa: F401  (what callers build state dicts from)
 
-_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive, a bare pickle
+
+PICKLE_ADVICE = ("tinyeffnet never unpickles (loading a pickle can run code); download the model.safetensors of the "
+                 "same weights, or save them with safetensors.torch.save_file")
 
 
 class WeightsError(ValueError):
@@ -22,19 +24,9 @@ def read_state_dict(path):
     try:
         return _safetensors.read(path)
     except _safetensors.SafetensorsError as e:
-        if _is_pickle(path):
-            raise WeightsError(f"{path} is a PyTorch pickle (torch.save), not safetensors: tinyeffnet never "
-                               "unpickles (loading a pickle can run code); download the model.safetensors of the "
-                               "same weights, or save them with safetensors.torch.save_file") from None
+        if _safetensors.is_pickle(path):
+            raise WeightsError(f"{path} is a PyTorch pickle (torch.save), not safetensors: {PICKLE_ADVICE}") from None
         raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
-
-
-def _is_pickle(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read(4).startswith(_PICKLE_STARTS)
-    except OSError:
-        return False
 
 
 def write_state_dict(path, records, metadata=None):
