@@ -114,7 +114,7 @@ def plot_table(table, path):
         pts.append((v, r["params"] / 1e6, 100 * mean, None if low is None else (100 * low, 100 * high)))
     if pts:
         ends = [y for _, _, y, _ in pts] + [e for *_, bar in pts if bar for e in bar] + [0.0]
-        ours.axes([p[1] for p in pts], ends, "parameters (millions)", "Δ top-1 (points)")
+        ours.axes([p[1] for p in pts], ends, "parameters (millions)", "vs base (points)")
         ours.hline(0.0, MUTED, "base")
         for v, x, y, bar in pts:
             if bar:
@@ -125,11 +125,11 @@ def plot_table(table, path):
     else:
         ours.empty("no finished runs")
 
-    paper = _ScatterPanel(draw, (w // 2, top, w, h - foot), "paper: ImageNet, 1000 classes, one run each", fonts)
+    paper = _ScatterPanel(draw, (w // 2, top, w, h - foot), "paper: ImageNet, one run each", fonts)
     ppts = [(v, r["paper"]["params_m"], r["paper"]["delta_top1"]) for v, r in rows.items() if r["paper"]]
     if ppts:
         paper.axes([p[1] for p in ppts], [p[2] for p in ppts] + [0.0], "parameters (millions)",
-                   "Δ top-1 (points)")
+                   "vs base (points)")
         paper.hline(0.0, MUTED, "base")
         for v, x, y in ppts:
             paper.markers([(x, y)], _COLORS[v], r=6)
