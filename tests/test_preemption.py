@@ -111,7 +111,8 @@ def test_resume_checks_the_flags_against_the_checkpoint_not_an_edited_config_jso
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     config_json = workdir / "config.json"
     saved = json.loads(config_json.read_text())
-    saved["config"]["lr"], saved["config"]["seed"] = 0.5, 7
+    flags = saved.get("config", saved)  # the flags (older runs kept them at the top)
+    flags["lr"], flags["seed"] = 0.5, 7
     config_json.write_text(json.dumps(saved))
     refused = train(args + ["--workdir", str(workdir), "--resume", "--lr", "0.5", "--seed", "7"])
     assert refused.returncode == 2, refused.stderr[-2000:]
