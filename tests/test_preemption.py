@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 12 training images at batch 4: an epoch is 3 steps, then an evaluation with precise BN.
 TINY = ["--variant", "base", "--width", "0.25", "--depth", "0.1", "--image-size", "16", "--batch-size", "4",
         "--log-every", "1", "--checkpoint-every", "100", "--precise-bn", "8"]
-JAX_RUN = ["--backend", "jax"] + TINY + ["--epochs", "4"]
+JAX_RUN = ["--backend", "jax"] + TINY + ["--epochs", "2"]
 PYTHON_RUN = ["--backend", "python", "--preset", "default"] + TINY + ["--epochs", "2"]
 
 
@@ -81,7 +81,7 @@ def test_sigterm_to_the_process_group_with_workers_keeps_the_step(runtime, momen
                                                                    tmp_path):
     args = (JAX_RUN if runtime == "jax" else PYTHON_RUN) + ["--data", tiny_fashion_mnist]
     workdir = tmp_path / "g"
-    at = random.randint(1, 8) if moment == "random step" else 3  # step 3 ends the first epoch
+    at = random.randint(1, 4) if moment == "random step" else 3  # step 3 ends the first epoch
     proc = subprocess.Popen([sys.executable, "-m", "tinyeffnet.train"] + args + [
         "--workdir", str(workdir), "--workers", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True)  # its own process group, as a service or a job is
@@ -147,11 +147,11 @@ def test_resume_starts_a_run_that_stopped_during_set_up_and_continues_past_a_cor
     workdir = tmp_path / "s"
     workdir.mkdir()
     (workdir / ".claim").write_text("")  # what a run killed while setting up leaves
-    stopped = train(args + ["--workdir", str(workdir), "--resume", "--max-steps", "6", "--checkpoint-every", "2"])
+    stopped = train(args + ["--workdir", str(workdir), "--resume", "--max-steps", "5", "--checkpoint-every", "2"])
     assert stopped.returncode == 0, f"--resume on a folder holding only a claim: {stopped.stderr[-2000:]}"
     assert "the run starts from step 0" in stopped.stdout
     newest = latest_checkpoint(workdir / "checkpoints")
-    assert newest.endswith("step-00000006.safetensors")
+    assert newest.endswith("step-00000005.safetensors")
     with open(newest, "r+b") as f:  # cut short, as a full disk leaves a file
         f.truncate(os.path.getsize(newest) // 2)
     resumed = train(args + ["--workdir", str(workdir), "--resume"])
