@@ -1,4 +1,5 @@
-"""Huge pages for the XLA CPU client's per-step scratch memory.
+"""The host memory of XLA's CPU programs: huge pages for the per-step scratch memory, freed
+compiler memory handed back, and the process's resident memory measured.
 
 XLA's CPU client gives each run of a compiled program one block of temporary memory
 (hundreds of MB for B0's training step at batch 128) and frees it when the step ends. glibc
@@ -22,7 +23,20 @@ choose otherwise (`glibc.malloc.hugetlb=0` keeps 4 KiB pages); in a process of y
 Where it does not apply (not Linux, not glibc, glibc before 2.35, transparent huge pages
 switched off) nothing is changed. GPUs and TPUs hold their programs' memory on the
 device; there the setting only touches host memory.
+
+Compiling a program (XLA's passes, then LLVM on many threads) allocates far more than the
+program keeps, in many small blocks spread over glibc's per-thread arenas. glibc keeps
+freed small blocks for the next malloc instead of returning them, so after a compile the
+process stays as large as the compile was, and the step's scratch block (a fresh mmap)
+comes on top of that. `release_free_memory()` (glibc's `malloc_trim`) hands the free pages
+of every arena back; the JAX runtime calls it after each long compile
+(tinyeffnet/training/runtime.py).
+
+`peak_rss_bytes()` is what `/usr/bin/time -v` reports as the maximum resident set size;
+on Linux `reset_peak_rss()` and `peak_rss_since_reset()` tell what each phase of a
+benchmark (a compile, the steps) peaked at.
 """
+import ctypes
 import os
 import sys
 
@@ -81,3 +95,55 @@ def _thp_mode():
             return f.read()
     except OSError:
         return ""
+
+
+def release_free_memory():
+    """Return the free memory glibc's allocator holds to the OS (no-op without glibc)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim():
+    if not _libc_version().startswith("glibc"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def peak_rss_bytes():
+    """This process's peak resident memory in bytes, as `/usr/bin/time -v` reports it (on
+    Linux also the image the process had before its last exec, a forked parent's included);
+    None where the OS does not say."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts KiB, macOS bytes
+
+
+def reset_peak_rss():
+    """Start the high-water mark of peak_rss_since_reset() again from the current resident
+    memory (Linux only; False elsewhere). It also lowers what peak_rss_bytes() and
+    `/usr/bin/time` report: only a benchmark that reports every phase's peak should call it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size (the kernel's proc(5) clear_refs)
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset():
+    """The peak resident memory in bytes since reset_peak_rss() (Linux's VmHWM), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

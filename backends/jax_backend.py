@@ -59,6 +59,38 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 assert array("i").itemsize == 4, "int32 packing assumes a 4-byte C int"
 
+
+def _skip_absent_tpu():
+    """On a machine without TPU chips or an accelerator plugin, JAX runs on the CPU alone.
+
+    Where libtpu is installed (the tpu and test extras: it compiles TPU programs on any
+    machine), JAX would otherwise load it and try a TPU client at start-up even with no TPU
+    attached: about 100 MB more resident in every process, and its warnings on stderr.
+    A choice already made (JAX_PLATFORMS, jax.config) is kept; where JAX cannot tell, nothing
+    is changed. Compiling for a TPU slice ahead of time loads libtpu on its own
+    (tinyeffnet/benchmarks/tpu.py)."""
+    if jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
+        return
+    try:
+        import importlib.metadata
+        import pkgutil
+
+        from jax._src import hardware_utils
+        chips = hardware_utils.num_available_tpu_chips_and_device_id()[0]
+        plugins = list(importlib.metadata.entry_points(group="jax_plugins"))
+        try:
+            import jax_plugins
+            plugins += list(pkgutil.iter_modules(jax_plugins.__path__))
+        except ImportError:
+            pass
+    except Exception:  # a JAX without these internals: leave its choice alone
+        return
+    if chips == 0 and not plugins:
+        jax.config.update("jax_platforms", "cpu")
+
+
+_skip_absent_tpu()
+
 # Each conv kind's formulations, the CPU's first (see the module docstring).
 FORMULATIONS = {"depthwise": ("taps", "conv"), "dense": ("matmul", "conv")}
 
@@ -106,6 +138,25 @@ class JaxBackend(Backend):
         """float32 on the CPU; bfloat16 on GPUs and TPUs, whose matrix units run it at full rate
         (the training step keeps float32 master weights, BN statistics and loss)."""
         return "float32" if self.platform == "cpu" else "bfloat16"
+
+    @staticmethod
+    def compiler_options(platform):
+        """XLA options for every program compiled for `platform`'s devices. On the CPU the
+        memory-optimized scheduler orders a program's operations so that fewer intermediates
+        are alive at once: the training step's scratch memory is less than half (the bench
+        reports `custom_temp_bytes`), the arithmetic the same."""
+        return {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"} if platform == "cpu" else None
+
+    @staticmethod
+    def step_in_two(platform):
+        """Whether the training step for `platform`'s devices is compiled as two programs (its
+        `halves`: the forward and backward, then the update) instead of one. On the CPU: XLA:CPU
+        holds every kernel of a program in memory until it has compiled them all, and the
+        update gives each of the state's hundreds of arrays kernels of its own, so the halves
+        compiled one after the other need far less memory than the whole (that compile was the
+        trainer's peak). GPUs and TPUs keep one program: their step's memory is the device's,
+        and the compile's host memory never sits beside it."""
+        return platform == "cpu"
 
     def memory_stats(self):
         device = jax.devices()[0]

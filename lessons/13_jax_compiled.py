@@ -151,7 +151,12 @@ print(course.source(JaxRuntime.compile_train_step))
 
 # %% [markdown]
 # The step is `tinyeffnet/training/step.py: make_train_step`, the very function lesson 11
-# ran on the Python backend; the JAX runtime adds only `jax.jit`, donation and shardings.
+# ran on the Python backend; the JAX runtime adds only `jax.jit`, donation and shardings,
+# and on the CPU one more thing: it compiles the step's two halves (`train_step.halves`:
+# the forward and backward, then the update) as two programs, one after the other
+# (`StepInTwo`). XLA:CPU holds every kernel of a program in memory until it has compiled
+# them all, so the halves take far less memory to compile than the whole; the arithmetic
+# is the same. GPUs and TPUs get the whole step as one program.
 # The state is a dict pytree: params (float32 masters), buffers (BN moving statistics),
 # optax's optimizer state. `donate_argnums=(0,)` donates the old state to the step: XLA
 # may write the new state into the old buffers, so the parameters are updated in place
@@ -216,7 +221,9 @@ images, labels, _ = runtime.put_batch(batch, loader.batch_shape, loader.normaliz
 
 optimizer = runtime.make_optimizer([n for n, _ in net.named_parameters()])
 state = runtime.put_state(steps.init_state(net, optimizer))
-train_step = runtime.compile_train_step(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)))
+# The whole step as ONE program, jitted as the runtime does on a GPU or TPU (on this CPU the
+# runtime would compile its two halves; see above): here we want to see all of it at once.
+train_step = jax.jit(steps.make_train_step(net, optimizer, steps.StepOptions(label_smoothing=0.1)), donate_argnums=(0,))
 key = runtime.step_key(0, 0)
 
 start = time.perf_counter()

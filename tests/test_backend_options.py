@@ -108,3 +108,60 @@ def test_jax_runtime_refuses_a_dtype_the_backend_does_not_compute_in():
     with pytest.raises(ValueError, match="--dtype must be one of float32, bfloat16 on the jax backend, got 'float16'"):
         make_runtime("jax", "float16")
     assert make_runtime("jax", "bfloat16").compute_dtype == "bfloat16"
+
+
+# ---------------------------------------------------------------- libtpu on a machine without a TPU
+NO_TPU_HERE = """
+import importlib.util, json, os
+from jax._src import hardware_utils
+import backends.jax_backend  # noqa: F401  (decides before JAX starts a client)
+import jax, jax.numpy as jnp
+(jnp.ones(2) + 1).block_until_ready()
+maps = open("/proc/self/maps").read()
+print(json.dumps(dict(chips=hardware_utils.num_available_tpu_chips_and_device_id()[0],
+                      libtpu_installed=importlib.util.find_spec("libtpu") is not None,
+                      libtpu_mapped="libtpu" in maps, platforms=jax.config.jax_platforms,
+                      devices=[d.platform for d in jax.devices()])))
+"""
+
+
+def test_no_libtpu_loaded_where_no_tpu_is_attached():
+    """Where libtpu is installed (the tpu and test extras) on a machine without TPU chips, the
+    JAX backend keeps JAX on the CPU: libtpu is not loaded (about 100 MB in every process,
+    and its warnings on stderr); a choice made in JAX_PLATFORMS stays the user's."""
+    import json
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("jax")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/maps")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "TPU_WORKER_HOSTNAMES")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-c", NO_TPU_HERE], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    if r["chips"] or not r["libtpu_installed"]:
+        pytest.skip(f"needs libtpu installed and no TPU attached: {r}")
+    assert r["platforms"] == "cpu" and not r["libtpu_mapped"], r
+    assert "Failed to find host bounds" not in run.stderr, run.stderr[-2000:]
+
+
+def test_a_platform_choice_of_the_users_is_kept(monkeypatch):
+    jax = pytest.importorskip("jax")
+    from backends import jax_backend
+    chosen, update = jax.config.jax_platforms, jax.config.update
+    update("jax_platforms", None)  # as in a process where nothing chose yet (its client is started already)
+    try:
+        calls = []
+        for name in ("JAX_PLATFORMS", "TPU_WORKER_HOSTNAMES"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(jax.config, "update", lambda *a: calls.append(a))
+        for name, value in (("JAX_PLATFORMS", "cpu,tpu"), ("TPU_WORKER_HOSTNAMES", "host-0,host-1")):
+            with monkeypatch.context() as m:
+                m.setenv(name, value)
+                jax_backend._skip_absent_tpu()
+        assert calls == [], "the JAX backend overrode the platforms the user chose"
+    finally:
+        update("jax_platforms", chosen)

@@ -5,6 +5,7 @@ target platform, on a backend instance of the benchmark's own.
 A reduced-width B0 keeps the two compiles short (one pair of them for the whole file); the
 full-size figures are in the README."""
 import json
+import sys
 
 import pytest
 
@@ -38,6 +39,14 @@ def test_reports_speed_and_xla_analyses_of_both_steps(small_b0, capsys):
         assert r[f"{who}_temp_bytes"] > 0 and r[f"{who}_bytes_accessed"] > 0 and r[f"{who}_flops"] > 0
         assert r[f"{who}_minor_faults_per_step"] >= 0 and 0 <= r[f"{who}_system_cpu_share"] <= 1
     assert r["ratio"] == pytest.approx(r["custom_img_per_s"] / r["jaxgrad_img_per_s"])
+    # the process's peak resident memory: over the run, and per compile and per timed run
+    assert r["peak_rss_bytes"] > 0
+    if sys.platform.startswith("linux"):  # where a phase's peak can be told apart
+        for who in ("custom", "jaxgrad"):
+            assert 0 < r[f"{who}_compile_peak_rss_bytes"] <= r["peak_rss_bytes"]
+            assert 0 < r[f"{who}_steps_peak_rss_bytes"] <= r["peak_rss_bytes"]
+    if jax.default_backend() == "cpu":  # the CPU runtime compiles our step in two halves
+        assert r["custom_programs"] == 2
 
 
 def test_formulation_is_the_target_platforms_on_an_instance_of_its_own():

@@ -74,3 +74,26 @@ def test_restart_with_huge_pages_stops_the_page_faults():
     assert plain["faults"] > 0.5 * plain["temp_pages"], plain
     # 2 MiB pages: 512 times fewer faults.
     assert restarted["faults"] < 0.05 * restarted["temp_pages"], (restarted, plain)
+
+
+# A process that touches then frees a large block, then reports its peak resident memory
+# before and after restarting the high-water mark (and hands its free memory back).
+PEAKS = """
+import json
+from backends.host_memory import peak_rss_bytes, peak_rss_since_reset, release_free_memory, reset_peak_rss
+block = bytearray(256 * 2 ** 20)  # zero-filled: every page touched
+del block
+release_free_memory()
+print(json.dumps(dict(process=peak_rss_bytes(), with_block=peak_rss_since_reset(), restarted=reset_peak_rss(),
+                      after=peak_rss_since_reset())))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the peak is restarted through Linux's /proc")
+def test_peak_resident_memory_per_phase():
+    out = subprocess.run([sys.executable, "-c", PEAKS], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["process"] >= r["with_block"] >= 256 * 2 ** 20, r
+    assert r["restarted"] and r["after"] < r["with_block"] - 200 * 2 ** 20, r

@@ -232,6 +232,42 @@ def test_bfloat16_compute_keeps_float32_masters_statistics_and_loss():
     assert all(a.dtype == jnp.float32 for group in ("params", "buffers") for a in state[group].values())
     assert metrics["loss"].dtype == jnp.float32 and bool(jnp.isfinite(metrics["loss"]))
     assert float(metrics["finite"]) == 1.0
-    # the convolutions did run in bf16: the step's program holds bf16 convolutions
-    hlo = step.lower(state, images, labels, jax.random.key(0), 0.05).as_text()
+    # the convolutions did run in bf16: the step's program holds bf16 convolutions (on the CPU
+    # the runtime compiles the step as two programs, the gradient half holds them)
+    lowered = step.lower(state, images, labels, jax.random.key(0), 0.05)
+    hlo = "".join(part.as_text() for part in (lowered if isinstance(lowered, tuple) else (lowered,)))
     assert "bf16" in hlo
+
+
+def test_cpu_step_in_two_programs_and_memory_schedule_change_no_bit():
+    """On the CPU the runtime compiles the step as two programs with XLA's memory-optimized
+    scheduler (less memory to compile and to run). Both are the same arithmetic: three steps
+    give the state and metrics of the whole step jitted as one program with XLA's default
+    options, bit for bit."""
+    from tinyeffnet.training.runtime import JaxRuntime, StepInTwo
+    runtime = JaxRuntime("float32")
+    if not runtime.backend.step_in_two(runtime.platform):
+        pytest.skip(f"the runtime keeps one program on {runtime.platform}")
+    net = build_model("base", num_classes=10, backend="jax", width=0.25, depth=0.1, seed=0)
+    opt = runtime.make_optimizer([n for n, _ in net.named_parameters()])
+    make = lambda: steps.make_train_step(net, opt, StepOptions(label_smoothing=0.1))  # noqa: E731
+    images = jax.random.normal(jax.random.key(1), (8, 16, 16, 3), jnp.float32)
+    labels = jnp.arange(8, dtype=jnp.int32) % 10
+    programs = dict(two=runtime.compile_train_step(make()),
+                    one_default=jax.jit(make(), donate_argnums=(0,)),
+                    one_scheduled=jax.jit(make(), donate_argnums=(0,),
+                                          compiler_options=runtime.backend.compiler_options("cpu")))
+    assert isinstance(programs["two"], StepInTwo)
+    results = {}
+    for name, step in programs.items():
+        state = runtime.put_state(steps.init_state(net, opt, ema=True))
+        for i in range(3):
+            state, metrics = step(state, images, labels, jax.random.key(i), 0.05)
+        flat = {f"{group}/{n}": a for group in ("params", "buffers") for n, a in state[group].items()}
+        flat.update({f"ema/{n}": a for n, a in state["ema"]["params"].items()})
+        flat.update({f"metrics/{n}": a for n, a in metrics.items()})
+        results[name] = {k: jax.device_get(a).tobytes() for k, a in flat.items()}
+    reference = results["one_default"]
+    for name in ("two", "one_scheduled"):
+        differ = sorted(k for k in reference if results[name][k] != reference[k])
+        assert not differ, f"{name}: {len(differ)} arrays differ from the one-program step, e.g. {differ[:3]}"

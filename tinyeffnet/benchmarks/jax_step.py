@@ -1,8 +1,9 @@
 """The JAX half of `python -m tinyeffnet.bench --backend jax --variant V ...`.
 
-Times our training step (forward + OUR backward + optax, one jit program) and, in the same
-process on the same data, the reference: the same forward differentiated by jax.grad, with
-the same optax update. This module is the only non-test place where jax.grad appears.
+Times our training step (forward + OUR backward + optax, compiled as the trainer's runtime
+compiles it) and, in the same process on the same data, the reference: the same forward
+differentiated by jax.grad, with the same optax update. This module is the only non-test
+place where jax.grad appears.
 
 Beside images/s it reports what XLA says of each compiled program: its temporary memory
 (`memory_analysis`) and the bytes it reads and writes (`cost_analysis`). Those depend on
@@ -11,6 +12,12 @@ the program, not on the machine, so a CPU can judge the accelerator-shaped progr
 GPU or TPU, instead of the CPU's kernel taps and matrix products; `topology="v5e:2x2"`
 compiles for that TPU slice (tinyeffnet.benchmarks.tpu), data parallel over its chips,
 with the TPU's formulation, and adds the evaluation step; nothing then runs.
+
+What the process held is measured too: its peak resident memory while compiling each
+program and while running its steps (`*_compile_peak_rss_bytes`, `*_steps_peak_rss_bytes`;
+Linux, None elsewhere) and over the whole benchmark (`peak_rss_bytes`, as `/usr/bin/time -v`
+reports it). On the CPU our step runs as two programs (`custom_programs`: 2, see
+training/runtime.py): its temp and total memory are the larger of the two, the rest sums.
 
 What the backend's CPU choices buy, remeasured on the machine at hand:
 - the conv formulations (backends/jax_backend.py): run the bench as it is and with
@@ -31,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from backends import get_backend
+from backends.host_memory import peak_rss_bytes, peak_rss_since_reset, reset_peak_rss
 
 from ..model import build_model
 from ..training.distributed import batch_sharding, replicated
@@ -69,6 +77,30 @@ def _peak_memory():
     return None if peak is None else int(peak)
 
 
+class _PeakRss:
+    """The process's peak resident memory in each phase of the benchmark, where the OS can
+    start its high-water mark again (Linux; None elsewhere), and over the whole process."""
+
+    def __init__(self):
+        self.process = peak_rss_bytes()
+        self._resettable = False
+
+    def start(self):
+        self._fold(peak_rss_bytes())  # the reset lowers it too
+        self._resettable = reset_peak_rss()
+
+    def end(self):
+        """The peak since start(), or None."""
+        peak = peak_rss_since_reset() if self._resettable else None
+        self._fold(peak_rss_bytes())
+        self._fold(peak)
+        return peak
+
+    def _fold(self, peak):
+        if peak is not None:
+            self.process = max(self.process or 0, peak)
+
+
 def _compile(jitted, *args):
     """The AOT-compiled program and what XLA says of it: compile seconds, temporary and
     total memory (arguments + outputs - donated + temporaries + code, per device), bytes
@@ -86,6 +118,25 @@ def _compile(jitted, *args):
     return compiled, dict(compile_s=seconds, temp_bytes=sizes[3], memory_bytes=total,
                           bytes_accessed=(cost or {}).get("bytes accessed"), flops=(cost or {}).get("flops"),
                           all_reduces=count, all_reduced_values=values)
+
+
+def _compile_step(step, state, images, labels, key, lr):
+    """_compile of a training step: one program, or the two of a step the runtime runs in two
+    (training.runtime.StepInTwo), the second compiled for the first's results. Of two: the
+    larger scratch and total memory (they run one after the other), the sums of the rest."""
+    programs = getattr(step, "programs", None)
+    if programs is None:
+        return _compile(step, state, images, labels, key, lr)
+    first, a = _compile(programs[0], state, images, labels, key)
+    second, b = _compile(programs[1], state, *first.out_info, labels, lr)
+    merged = {k: _merge(k, a[k], b[k]) for k in a}
+    return (lambda s, x, y, k, r: second(s, *first(s, x, y, k), y, r)), dict(merged, programs=2)
+
+
+def _merge(name, a, b):
+    if a is None or b is None:
+        return None
+    return max(a, b) if name in ("temp_bytes", "memory_bytes") else a + b
 
 
 def _usage():
@@ -149,22 +200,31 @@ def bench_model_jax(args):
                       per_chip_batch=args.batch_size // len(devices), hbm_bytes=HBM_BYTES.get(kind))
     else:
         result.update(device=f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}")
+    rss = _PeakRss()
     for name, make in (("custom", make_train_step), ("jaxgrad", make_jaxgrad_train_step)):
-        compiled, analysis = _compile(runtime.compile_train_step(make(net, optimizer, options)),
-                                      abstract(state, rep), images, labels, key, lr)
+        rss.start()
+        compiled, analysis = _compile_step(runtime.compile_train_step(make(net, optimizer, options)),
+                                           abstract(state, rep), images, labels, key, lr)
+        analysis["compile_peak_rss_bytes"] = rss.end()
         result.update({f"{name}_{k}": v for k, v in analysis.items()})
         if args.steps:
+            rss.start()
             seconds, faults, system_share = _seconds_per_step(compiled, runtime.put_state(state),
                                                               *_batch(args, data), args.steps)
             result.update({f"{name}_img_per_s": args.batch_size / seconds, f"{name}_peak_bytes": _peak_memory(),
+                           f"{name}_steps_peak_rss_bytes": rss.end(),
                            f"{name}_minor_faults_per_step": faults, f"{name}_system_cpu_share": system_share})
+        del compiled  # the next program is measured without this one's executable
     if args.steps:
         result["ratio"] = result["custom_img_per_s"] / result["jaxgrad_img_per_s"]
     if devices:  # the evaluation step of the same model, as the trainer compiles it
         valid = jax.ShapeDtypeStruct((args.batch_size,), jnp.float32, sharding=data)
+        rss.start()
         _, analysis = _compile(runtime.compile_eval_step(make_eval_step(net, options)),
                                abstract(state["params"], rep), abstract(state["buffers"], rep), images, labels, valid)
-        result.update({f"eval_{k}": v for k, v in analysis.items()})
+        result.update({f"eval_{k}": v for k, v in analysis.items()}, eval_compile_peak_rss_bytes=rss.end())
+    rss.end()
+    result["peak_rss_bytes"] = rss.process
     return result
 
 

@@ -5,7 +5,9 @@ Same work as our bench: EfficientNet-B0 (timm's `tf_efficientnet_b0`: TensorFlow
 padding, as tinyeffnet; torchvision's `efficientnet_b0` when timm is missing), float32,
 synthetic batch, SGD with Nesterov momentum 0.9, learning rate 0.05, weight decay 5e-5,
 cross-entropy with label smoothing 0.1. PyTorch eager, channels_last, its default threads.
-Three warm-up steps, then `--steps` timed steps. Prints one JSON line.
+Three warm-up steps, then `--steps` timed steps. Prints one JSON line, with the process's
+peak resident memory (`peak_rss_bytes`, as `/usr/bin/time -v` reports it; our bench's
+field of the same name).
 
 PyTorch is no dependency of tinyeffnet; give it a virtualenv of its own:
 
@@ -16,6 +18,8 @@ This file is a standalone script: nothing in tinyeffnet imports it.
 """
 import argparse
 import json
+import resource
+import sys
 import time
 
 import torch
@@ -60,7 +64,9 @@ def main():
     print(json.dumps(dict(peer=f"{name}, PyTorch {torch.__version__} eager float32 CPU", image_size=args.image_size,
                           batch_size=args.batch_size, num_classes=args.num_classes, steps=args.steps,
                           threads=torch.get_num_threads(),
-                          img_per_s=round(args.batch_size * args.steps / seconds, 1))))
+                          img_per_s=round(args.batch_size * args.steps / seconds, 1),
+                          peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                          * (1 if sys.platform == "darwin" else 1024))))
 
 
 if __name__ == "__main__":

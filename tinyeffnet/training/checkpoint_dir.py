@@ -13,6 +13,8 @@ exists.
 import math
 import os
 
+from backends.host_memory import release_free_memory
+
 from .. import _safetensors as safetensors_file
 from .._files import WriteError, fsync_dir, make_dirs, remove_stale_temps, temp_path
 from .checkpoint import (BEST_NAME, CheckpointError, best_checkpoint, checkpoint_bytes, checkpoint_meta,
@@ -124,6 +126,10 @@ class CheckpointDir:
         meta = dict(self.record, step=step, epoch=step / self.steps_per_epoch, eval=eval_record)
         save_checkpoint(self.directory, step, tensors, self.runtime.backend, meta, keep_last=self.keep_last,
                         best_metric=metric)
+        # The file's bytes (the whole state, serialised), and the evaluation's before them at an
+        # epoch's end, were freed in blocks that glibc keeps for later mallocs: hand them back
+        # before the next step maps its scratch memory on top.
+        release_free_memory()
 
     def path(self, step):
         return step_path(self.directory, step)

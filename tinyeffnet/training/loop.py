@@ -11,11 +11,11 @@ trajectory: same data order, same random keys, same parameters.
 """
 import math
 import os
-import resource
 import sys
 import time
 from typing import NamedTuple
 
+from backends.host_memory import peak_rss_bytes
 from data_tools import Loader, open_dataset
 
 from .._files import make_dirs, write_json
@@ -258,7 +258,7 @@ class Run:
                        variant=net.variant, model=net.model_name, backend=cfg.backend, data=cfg.data,
                        workdir=self.workdir, unreadable_images=sum(loader.unreadable_count for loader in self.loaders),
                        device=memory["device"], device_peak_bytes=memory["peak_bytes_in_use"],
-                       host_peak_rss_bytes=_peak_rss_bytes())
+                       host_peak_rss_bytes=peak_rss_bytes())
         if not self.runtime.is_main:
             return summary
         write_json(os.path.join(self.workdir, "summary.json"), dict(summary, config=vars(cfg)))
@@ -303,12 +303,6 @@ def _claim(workdir, cfg, main):
         claim.release(undo=True)
         raise
     return claim
-
-
-def _peak_rss_bytes():
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 # --------------------------------------------------------------------- the loop's helpers

@@ -5,7 +5,8 @@ implement every method:
 
   make_optimizer(names, momentum, weight_decay)   Nesterov SGD (optax on JAX, ours in Python)
   compile_train_step(fn) / compile_eval_step(fn)  the functions of tinyeffnet.training.step,
-  compile_bn_statistics_step(fn)                  made runnable (JAX: one jit program each)
+  compile_bn_statistics_step(fn)                  made runnable (JAX: jit programs; on the CPU
+                                                  the train step is two, see StepInTwo)
   put_state(state)                                the training state as the step wants it
   put_batch(batch, shape, normalization)          host Batch (uint8 pixels) -> (normalised
                                                   images, labels, valid mask) on the device(s)
@@ -24,11 +25,24 @@ else asks a runtime or a backend what it can do.
 import abc
 
 from backends import available_backends, backend_class, get_backend
+from backends.host_memory import release_free_memory
 
 from .distributed import batch_sharding, initialize, make_mesh, replicated
 from .optimizer import NesterovSGD, optax_nesterov_sgd
 
 _KEY_MOD = 2 ** 31 - 1
+
+# After a compile this long the freed compiler memory is handed back to the OS (see
+# backends/host_memory.py); the many small programs of eager jax calls are left alone.
+_LONG_COMPILE_S = 1.0
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_released_after_compiles = False
+
+# The training step hands its freed memory back every this many steps as well: each step's
+# allocations (the gradients passed from one program to the other, the batches) fragment
+# glibc's arenas, and without it the resident size creeps up over a run. A release walks
+# the whole heap, so not after every step.
+_RELEASE_EVERY_STEPS = 20
 
 
 def checked_compute_dtype(backend_name, dtype):
@@ -140,8 +154,11 @@ class JaxRuntime(Runtime):
         self.jax = jax
         self.backend = get_backend(self.name)
         self.compute_dtype = checked_compute_dtype(self.name, dtype) or self.backend.default_compute_dtype
+        _release_memory_after_compiles(jax)
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.mesh = make_mesh(devices)
+        # the devices' platform, which a TPU slice compiled for ahead of time on a CPU machine is not
+        self.platform = self.mesh.devices.flat[0].platform
         self.device_count = self.mesh.devices.size
         self._data, self._replicated = batch_sharding(self.mesh), replicated(self.mesh)
         self._normalizers = {}
@@ -153,26 +170,36 @@ class JaxRuntime(Runtime):
     def make_optimizer(self, param_names, momentum=0.9, weight_decay=1e-4):
         return optax_nesterov_sgd(param_names, momentum, weight_decay)
 
+    def _jit(self, fn, **kwargs):
+        return self.jax.jit(fn, compiler_options=self.backend.compiler_options(self.platform), **kwargs)
+
     def compile_train_step(self, train_step):
         # The state is donated: XLA updates it in place instead of holding two copies.
         rep, data = self._replicated, self._data
-        return self.jax.jit(train_step, donate_argnums=(0,), in_shardings=(rep, data, data, rep, rep),
-                            out_shardings=(rep, rep))
+        halves = getattr(train_step, "halves", None)  # the benchmark's jax.grad step has none
+        if halves is None or not self.backend.step_in_two(self.platform):
+            return self._jit(train_step, donate_argnums=(0,), in_shardings=(rep, data, data, rep, rep),
+                             out_shardings=(rep, rep))
+        gradient_step, update_step = halves
+        first = self._jit(gradient_step, in_shardings=(rep, data, data, rep), out_shardings=(rep, rep, rep, data))
+        second = self._jit(update_step, donate_argnums=(0,), in_shardings=(rep, rep, rep, rep, data, data, rep),
+                           out_shardings=(rep, rep))
+        return StepInTwo(self.jax, first, second)
 
     def compile_eval_step(self, eval_step):
         rep, data = self._replicated, self._data
-        return self.jax.jit(eval_step, in_shardings=(rep, rep, data, data, data), out_shardings=rep)
+        return self._jit(eval_step, in_shardings=(rep, rep, data, data, data), out_shardings=rep)
 
     def compile_bn_statistics_step(self, bn_statistics_step):
         # The running totals are donated: updated in place, batch after batch.
         rep, data = self._replicated, self._data
-        return self.jax.jit(bn_statistics_step, donate_argnums=(2,), in_shardings=(rep, rep, rep, data, rep),
-                            out_shardings=rep)
+        return self._jit(bn_statistics_step, donate_argnums=(2,), in_shardings=(rep, rep, rep, data, rep),
+                         out_shardings=rep)
 
     def put_state(self, state):
         # Copies: the train step donates its state, and the model must keep its own arrays.
-        import jax.numpy as jnp
-        return self.jax.device_put(self.jax.tree_util.tree_map(jnp.copy, state), self._replicated)
+        # (device_put copies without a compiled program per array shape, as jnp.copy would.)
+        return self.jax.device_put(state, self._replicated, may_alias=False)
 
     def put_batch(self, batch, shape, normalization):
         import jax.numpy as jnp
@@ -230,6 +257,48 @@ def runtime_class(name):
     if name not in training_backends():
         raise ValueError(f"unknown backend {name!r}: choose {' or '.join(training_backends())}")
     return RUNTIMES[name]
+
+
+class StepInTwo:
+    """A training step run as two compiled programs, the second on the first's results:
+    `programs` = (gradient_step, update_step), jitted (see JaxRuntime.compile_train_step).
+
+    Before its first call compiles them, jax's caches are emptied: setting up the model and
+    its state compiled a small program for every array shape, none of which runs again."""
+
+    def __init__(self, jax, first, second):
+        self.jax, self.programs, self._calls = jax, (first, second), 0
+
+    def lower(self, state, images, labels, key, lr):
+        """Both programs lowered for these arguments (arrays or jax.ShapeDtypeStructs): a
+        tuple of two jax Lowered, the second for the first's results."""
+        first, second = self.programs
+        lowered = first.lower(state, images, labels, key)
+        return lowered, second.lower(state, *lowered.out_info, labels, lr)
+
+    def __call__(self, state, images, labels, key, lr):
+        if self._calls == 0:
+            self.jax.clear_caches()
+        if self._calls % _RELEASE_EVERY_STEPS == 0:
+            release_free_memory()
+        self._calls += 1
+        first, second = self.programs
+        return second(state, *first(state, images, labels, key), labels, lr)
+
+
+def _release_memory_after_compiles(jax):
+    """Once per process: after every long compile, hand the compiler's freed memory back to
+    the OS (backends/host_memory.py), so that the step's scratch memory does not come on top."""
+    global _released_after_compiles
+    if _released_after_compiles:
+        return
+
+    def listener(event, seconds, **_):
+        if event == _COMPILE_EVENT and seconds >= _LONG_COMPILE_S:
+            release_free_memory()
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    _released_after_compiles = True
 
 
 def make_runtime(backend, dtype=None, coordinator_address=None, num_processes=None, process_id=None):

@@ -7,7 +7,8 @@
 
 The state is a dict: params, buffers (BN moving statistics), opt_state and, with an EMA,
 ema = {params, buffers}. Nothing here knows which backend runs it: the runtime compiles
-these functions (JAX: one jit program with donation and shardings; Python: nothing) and
+these functions (JAX: a jit program each, with donation and shardings, the train step as
+two programs on the CPU: its `halves`; Python: nothing) and
 the optimizer has optax's init/update shape on both (see tinyeffnet.training.optimizer).
 """
 from dataclasses import dataclass
@@ -86,15 +87,26 @@ def init_state(net, optimizer, ema=False, freeze_backbone=False):
 
 
 def make_train_step(net, optimizer, options=StepOptions()):
-    """train_step(state, images, labels, key, lr) -> (new state, metrics)."""
+    """train_step(state, images, labels, key, lr) -> (new state, metrics).
+
+    It is also given in two halves, `train_step.halves = (gradient_step, update_step)`:
+        gradient_step(state, images, labels, key) -> (grads, buffers, loss, logits)
+            the forward and OUR backward: the trained parameters' gradients, the BN
+            moving statistics this batch updated, the loss and the logits;
+        update_step(state, grads, buffers, loss, logits, labels, lr) -> (new state, metrics)
+            the optimizer, the EMA and the metrics.
+    train_step is the one after the other, the same arithmetic; a runtime may compile the
+    halves as programs of their own (tinyeffnet/training/runtime.py says where and why)."""
     backend = net.backend
     trained = trainable_names(net, options.freeze_backbone)
 
-    def train_step(state, images, labels, key, lr):
+    def gradient_step(state, images, labels, key):
         loss, logits, grads, buffers = gradients(net, state["params"], state["buffers"], images, labels, key,
                                                  options)
+        return {n: grads[n] for n in trained}, buffers, loss, logits
+
+    def update_step(state, grads, buffers, loss, logits, labels, lr):
         current = {n: state["params"][n] for n in trained}
-        grads = {n: grads[n] for n in trained}
         grad_norm = global_norm(backend, list(grads.values()))
         if options.clip_grad_norm:
             grads = clip_by_global_norm(backend, grads, grad_norm, options.clip_grad_norm)
@@ -111,6 +123,10 @@ def make_train_step(net, optimizer, options=StepOptions()):
         metrics["finite"] = all_finite(backend, list(state_to_tensors(new).values()))
         return new, metrics
 
+    def train_step(state, images, labels, key, lr):
+        return update_step(state, *gradient_step(state, images, labels, key), labels, lr)
+
+    train_step.halves = (gradient_step, update_step)
     return train_step
 
 
