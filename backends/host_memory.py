@@ -37,6 +37,7 @@ on Linux `reset_peak_rss()` and `peak_rss_since_reset()` tell what each phase of
 benchmark (a compile, the steps) peaked at.
 """
 import ctypes
+import functools
 import os
 import sys
 
@@ -104,6 +105,7 @@ def release_free_memory():
         trim(0)
 
 
+@functools.lru_cache(maxsize=None)  # looked up once: the trainer releases every 20 steps
 def _malloc_trim():
     if not _libc_version().startswith("glibc"):
         return None
