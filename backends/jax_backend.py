@@ -33,6 +33,8 @@ huge pages for the host's large blocks of scratch memory (`backends/host_memory.
 No numpy in this module (the project is NumPy-free): host data comes in through
 `array.array` bytes and `jnp.frombuffer`.
 """
+import functools
+import operator
 import os
 from array import array
 
@@ -445,33 +447,75 @@ def _depthwise_taps(x, w, stride, padding):
 
 def _depthwise_taps_grad_input(dy, w, x_shape, stride, padding):
     kh, kw = w.shape[:2]
-    return _add_back_taps(lambda ky, kx: dy * w[ky, kx, 0], kh, kw, x_shape, stride, padding)
+    return _add_back_taps(dy, lambda window, ky, kx: window * w[ky, kx, 0], kh, kw, x_shape, stride, padding)
 
 
-def _add_back_taps(tap_grad, kh, kw, x_shape, stride, padding):
-    """dL/dx from each kernel tap's (n, oh, ow, c) window gradient `tap_grad(ky, kx)`.
+def _add_back_taps(dy, tap_grad, kh, kw, x_shape, stride, padding):
+    """dL/dx of the kernel taps' reads of the padded input, gathered per input pixel.
 
-    Tap (ky, kx) sent x_pad[oy*s + ky, ox*s + kx] to y[oy, ox]: its gradient goes back there."""
+    Tap (ky, kx) read x_pad[oy*s + ky, ox*s + kx] for y[oy, ox]. Write a padded-input row as
+    r = s*q + p (its phase p < s): the taps that read it are ky = p + s*i, from output row
+    oy = q - i. So each phase (py, px) of dx_pad is a stride-1 sum over its own taps of `dy`
+    shifted by (i, j): `tap_grad(window, ky, kx)` turns the shifted window of `dy` (axes 1
+    and 2 are oh and ow) into that tap's (n, ., ., c) gradient, and the s*s phases are
+    interleaved into dx_pad. Every input pixel sums only the taps that read it, in the
+    order of the kernel (scattering each tap's gradient back with interior padding instead
+    computes s*s times the sums at stride s, most of them zeros)."""
     (top, bottom), (left, right) = padding
-    _, h, wd, _ = x_shape
-    hp, wp = h + top + bottom, wd + left + right
-    dxp = None
-    for ky in range(kh):
-        for kx in range(kw):
-            spread = _pad_hw(tap_grad(ky, kx), ((0, 0), (0, 0)), interior=stride - 1)
-            sh, sw = spread.shape[1:3]
-            term = _pad_hw(spread, ((ky, hp - ky - sh), (kx, wp - kx - sw)))
-            dxp = term if dxp is None else dxp + term
+    n, h, wd, c = x_shape
+    s, (oh, ow) = stride, dy.shape[1:3]
+    qh, qw = -(-(h + top + bottom) // s), -(-(wd + left + right) // s)  # rows, cols per phase
+    mi, mj = -(-kh // s), -(-kw // s)  # most taps per phase along each axis
+    zero = jnp.zeros((), dy.dtype)
+    pads = [(0, 0, 0), (mi - 1, qh - oh, 0), (mj - 1, qw - ow, 0)] + [(0, 0, 0)] * (dy.ndim - 3)
+    dyp = lax.pad(dy, zero, pads)  # dyp[mi - 1 + q] = dy[q]; zeros outside dy
+    phase_rows = []
+    for py in range(s):
+        row = []
+        for px in range(s):
+            terms = [tap_grad(_shifted(dyp, ky // s, kx // s, mi, mj, qh, qw), ky, kx)
+                     for ky in range(py, kh, s) for kx in range(px, kw, s)]
+            # a phase no tap reads (a kernel smaller than its stride) gets no gradient
+            row.append(functools.reduce(operator.add, terms) if terms else jnp.zeros((n, qh, qw, c), dy.dtype))
+        phase_rows.append(jnp.stack(row, axis=3))  # (n, qh, qw, px, c)
+    dxp = jnp.stack(phase_rows, axis=2).reshape(n, qh * s, qw * s, c)  # row s*q + py, col s*q' + px
     return dxp[:, top:top + h, left:left + wd, :]
 
 
-def _depthwise_taps_grad_weight(x, dy, w_shape, stride, padding):
+def _shifted(dyp, i, j, mi, mj, qh, qw):
+    """The (qh, qw) window of the padded dy whose row q holds dy[q - i], column q' dy[q' - j]."""
+    start = (0, mi - 1 - i, mj - 1 - j) + (0,) * (dyp.ndim - 3)
+    return lax.slice(dyp, start, (dyp.shape[0], start[1] + qh, start[2] + qw) + dyp.shape[3:])
+
+
+def _depthwise_taps_grad_weight(x, dy, w_shape, stride, padding, chunk_bytes=4 << 20):
+    """dw[ky, kx, c] = sum over (n, oy, ox) of tap (ky, kx)'s window of x times dy.
+
+    XLA materialises each tap's window before its sum: over the whole batch the windows of a
+    large map do not fit in the CPU's cache, and every tap reads them back from memory. So the
+    batch is summed in chunks of about `chunk_bytes` of x (a lax.scan over them), whose
+    windows are read back from the cache."""
+    n = x.shape[0]
+    per = max(1, min(n, chunk_bytes // (x.size // n * x.dtype.itemsize)))
+    while n % per:
+        per -= 1
+    # Long sums of bf16 products lose the gradient: accumulate them in float32 at least.
+    acc = jnp.promote_types(dy.dtype, jnp.float32)
+    if per == n:
+        return _tap_sums(x, dy, w_shape, stride, padding, acc).astype(dy.dtype)
+
+    def add_chunk(total, chunk):
+        return total + _tap_sums(*chunk, w_shape, stride, padding, acc), None
+
+    chunks = (x.reshape((n // per, per) + x.shape[1:]), dy.reshape((n // per, per) + dy.shape[1:]))
+    return lax.scan(add_chunk, jnp.zeros(w_shape, acc), chunks)[0].astype(dy.dtype)
+
+
+def _tap_sums(x, dy, w_shape, stride, padding, acc):
     kh, kw, _, c = w_shape
     xp = _pad_hw(x, padding)
     oh, ow = dy.shape[1:3]
-    # Long sums of bf16 products lose the gradient: accumulate them in float32 at least.
-    acc = jnp.promote_types(dy.dtype, jnp.float32)
-    taps = [jnp.sum(_tap(xp, ky, kx, stride, oh, ow) * dy, axis=(0, 1, 2), dtype=acc).astype(dy.dtype)
+    taps = [jnp.sum(_tap(xp, ky, kx, stride, oh, ow) * dy, axis=(0, 1, 2), dtype=acc)
             for ky in range(kh) for kx in range(kw)]
     return jnp.stack(taps).reshape(kh, kw, 1, c)
 
@@ -503,4 +547,5 @@ def _patches_grad(d_patches, x_shape, w_shape, stride, padding):
     (top, bottom), (left, right) = padding
     oh, ow = (h + top + bottom - kh) // stride + 1, (wd + left + right - kw) // stride + 1
     windows = d_patches.reshape(n, oh, ow, kh * kw, cin)
-    return _add_back_taps(lambda ky, kx: windows[:, :, :, ky * kw + kx, :], kh, kw, x_shape, stride, padding)
+    return _add_back_taps(windows, lambda window, ky, kx: window[:, :, :, ky * kw + kx, :],
+                          kh, kw, x_shape, stride, padding)

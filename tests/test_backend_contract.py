@@ -65,6 +65,9 @@ CONV_CASES = [
     ((1, 5, 5, 4), 3, 1, ((1, 1), (1, 1)), 2, 6),      # general groups
     ((1, 6, 5, 2), 3, 2, ((3, 0), (0, 2)), 1, 2),      # padding larger than kernel - 1
     ((1, 9, 9, 3), 5, 2, ((1, 2), (1, 2)), 3, 3),
+    ((2, 8, 8, 4), 3, 2, ((0, 1), (0, 1)), 4, 4),      # depthwise, TF SAME, stride 2, even size
+    ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 2, 2),      # depthwise kernel smaller than its stride
+    ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 1, 3),      # dense 1x1 with stride 2
 ]
 
 

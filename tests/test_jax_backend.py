@@ -31,6 +31,9 @@ CONV_CASES = [
     ((1, 5, 5, 4), 3, 1, ((1, 1), (1, 1)), 2, 6),
     ((1, 6, 5, 2), 3, 2, ((3, 0), (0, 2)), 1, 2),
     ((1, 9, 9, 3), 5, 2, ((1, 2), (1, 2)), 3, 3),
+    ((2, 8, 8, 4), 3, 2, ((0, 1), (0, 1)), 4, 4),
+    ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 2, 2),
+    ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 1, 3),
 ]
 # EfficientNet-B0-like layers (TF SAME padding worked out by hand).
 B0_CASES = [
@@ -101,6 +104,24 @@ def test_backward_convs_equal_jax_vjp(jb, dtype, tol, xs, k, stride, padding, gr
     assert_close(y, want_y, tol)
     assert_close(dx, want_dx, tol)
     assert_close(dw, want_dw, tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(F64, 1e-10), (F32, 1e-4), ("bfloat16", 5e-2)])
+def test_depthwise_weight_gradient_summed_in_batch_chunks(dtype, tol):
+    """The depthwise weight gradient sums a large batch in chunks (a scan); the test's maps are
+    small, so chunks of a few bytes force one chunk per image, and of 2 images each."""
+    from backends.jax_backend import _depthwise_taps_grad_weight
+    xs, k, stride, padding, groups, co = ((6, 9, 9, 4), 5, 2, ((1, 2), (1, 2)), 4, 4)
+    ws = (k, k, 1, co)
+    x, w = rand(xs, 1, F64), rand(ws, 2, F64)
+    dy = rand(get_backend("jax").conv2d(x, w, stride, padding, groups).shape, 3, F64)
+    _, _, want = oracle(x, w, dy, stride, padding, groups)
+    x, dy = x.astype(dtype), dy.astype(dtype)
+    image_bytes = math.prod(xs[1:]) * x.dtype.itemsize
+    for chunk_bytes in (1, 2 * image_bytes, 1 << 30):
+        got = _depthwise_taps_grad_weight(x, dy, ws, stride, padding, chunk_bytes)
+        assert got.dtype == x.dtype
+        assert_close(got, want, tol)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
