@@ -18,7 +18,9 @@ are written another way there (GPUs and TPUs keep the convolution ops, which the
 libraries do well; the tests check each formulation against the plain one):
 - depthwise (one filter per channel), and both its gradients, `depthwise="taps"`: a sum
   over the k*k kernel taps of strided slices times one weight per channel, which XLA fuses
-  into a few passes over memory;
+  into a few passes over memory. The input gradient gathers, for each input pixel, the
+  taps that read it (by stride phase), and the weight gradient sums the batch in chunks
+  that stay in the CPU's cache (see `_add_back_taps`, `_depthwise_taps_grad_weight`);
 - dense (groups 1), and both its gradients, `dense="matmul"`: matrix products. A 1x1
   stride-1 conv is a (N*H*W, C_in) x (C_in, C_out) product as it stands; a k x k conv (the
   stem) multiplies the k*k strided windows side by side ("im2col").
