@@ -347,6 +347,14 @@ class Backend:
         shape = tuple(b - a for a, b in zip(starts, stops))
         return self._run("slice", (shape, self.dtype(x)), self._slice, x, starts, stops)
 
+    # ----------------------------------------------------------------- recomputation
+    def recompute_from(self, x):
+        """x, unchanged. A backward reads what its forward saved through this: a compiling
+        backend then computes what the backward derives from x (a sigmoid, a normalised copy)
+        where the backward needs it, instead of keeping the forward's own results of the
+        same expressions alive from the forward to the backward. Eager backends return x."""
+        return self._run("recompute_from", (tuple(self.shape(x)), self.dtype(x)), self._recompute_from, x)
+
     # ----------------------------------------------------------------- processing
     def matmul(self, a, b):
         """(..., m, k) @ (..., k, n) -> (..., m, n); batch axes must match exactly."""
@@ -422,6 +430,6 @@ PRIMITIVES = (
     "neg", "exp", "log", "sqrt", "reciprocal", "sigmoid",
     "add", "sub", "mul", "div", "maximum", "compare", "where",
     "sum", "max",
-    "reshape", "permute", "expand", "pad", "slice",
+    "reshape", "permute", "expand", "pad", "slice", "recompute_from",
     "matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight",
 )

@@ -331,6 +331,11 @@ class JaxBackend(Backend):
     def _slice(self, x, starts, stops):
         return lax.slice(x, starts, stops)
 
+    def _recompute_from(self, x):
+        # XLA merges equal expressions (CSE) and keeps a fusion's result for every later
+        # reader: without the barrier, the forward's sigmoid would be kept for the backward
+        return lax.optimization_barrier(x)
+
     # ----------------------------------------------------------------- processing
     def _matmul(self, a, b):
         if self.dtype(a) in _LOW_PRECISION:  # accumulate in float32, hand back the input dtype
@@ -344,7 +349,8 @@ class JaxBackend(Backend):
 
     def _conv2d(self, x, w, stride, padding, groups):
         if self._by_taps(w.shape, groups):
-            return _depthwise_taps(x, w, stride, padding)
+            (ys, xs), padding = _taps_that_read_x(x.shape[1:3], w.shape[:2], stride, padding)
+            return _depthwise_taps(x, w[ys, xs], stride, padding)
         if self._by_matmul(groups):
             patches, (oh, ow) = _patches(x, w.shape, stride, padding)
             return self._dot(patches, w.reshape(-1, w.shape[3])).reshape(x.shape[0], oh, ow, w.shape[3])
@@ -358,7 +364,8 @@ class JaxBackend(Backend):
         # `skipped` are the trailing input rows the forward's stride never reached; they
         # may be negative (padding larger than k - 1), which XLA crops.
         if self._by_taps(w.shape, groups):
-            return _depthwise_taps_grad_input(dy, w, x_shape, stride, padding)
+            (ys, xs), padding = _taps_that_read_x(x_shape[1:3], w.shape[:2], stride, padding)
+            return _depthwise_taps_grad_input(dy, w[ys, xs], x_shape, stride, padding)
         if self._by_matmul(groups):
             cout = w.shape[3]
             d_patches = self._dot(dy.reshape(-1, cout), w.reshape(-1, cout), ((1,), (1,)))
@@ -395,7 +402,11 @@ class JaxBackend(Backend):
         # directly. The bottom/right pad drops the rows the stride skipped (possibly
         # negative), so the result is exactly kh x kw.
         if self._by_taps(w_shape, groups):
-            return _depthwise_taps_grad_weight(x, dy, w_shape, stride, padding)
+            (ys, xs), padding = _taps_that_read_x(x.shape[1:3], w_shape[:2], stride, padding)
+            kh, kw = w_shape[:2]
+            dw = _depthwise_taps_grad_weight(x, dy, (ys.stop - ys.start, xs.stop - xs.start) + w_shape[2:],
+                                             stride, padding)
+            return jnp.pad(dw, ((ys.start, kh - ys.stop), (xs.start, kw - xs.stop), (0, 0), (0, 0)))
         if self._by_matmul(groups):
             patches, _ = _patches(x, w_shape, stride, padding)
             return self._dot(patches, dy.reshape(-1, w_shape[3]), ((0,), (0,))).reshape(w_shape)
@@ -426,6 +437,24 @@ def _tap(xp, ky, kx, stride, oh, ow):
     n, _, _, c = xp.shape
     return lax.slice(xp, (0, ky, kx, 0), (n, ky + (oh - 1) * stride + 1, kx + (ow - 1) * stride + 1, c),
                      (1, stride, stride, 1))
+
+
+def _taps_that_read_x(in_hw, kernel_hw, stride, padding):
+    """Per spatial axis, the kernel taps (a slice) whose windows hold some pixel of x, and
+    the padding those taps need. On a map smaller than the kernel (2x2 under a 5x5 kernel
+    in B0's last stages at 48x48 input) most taps read padding only: they add zeros to the
+    output and their weights' gradient is zero, so they are left out, and the padded copy
+    of x the others read is smaller."""
+    taps, pads = [], []
+    for n, k, (lo, hi) in zip(in_hw, kernel_hw, padding):
+        out = (n + lo + hi - k) // stride + 1
+        seen = [t for t in range(k) if any(0 <= o * stride + t - lo < n for o in range(out))]
+        first, stop = (seen[0], seen[-1] + 1) if seen else (0, k)
+        if lo - first < 0 or hi - (k - stop) < 0:
+            first, stop = 0, k
+        taps.append(slice(first, stop))
+        pads.append((lo - first, hi - (k - stop)))
+    return tuple(taps), tuple(pads)
 
 
 def _pad_hw(x, padding, interior=0):

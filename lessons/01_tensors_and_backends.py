@@ -92,6 +92,7 @@ groups = {
     "binary (same shape)": ["add", "sub", "mul", "div", "maximum", "compare", "where"],
     "reduce (keep rank)": ["sum", "max"],
     "movement": ["reshape", "permute", "expand", "pad", "slice"],
+    "recomputation": ["recompute_from"],
     "processing": ["matmul", "conv2d", "conv2d_grad_input", "conv2d_grad_weight"],
 }
 lesson.table(["group", "primitives"], [(group, ", ".join(f"`{n}`" for n in names)) for group, names in groups.items()])
@@ -105,6 +106,10 @@ lesson.table(["group", "primitives"], [(group, ", ".join(f"`{n}`" for n in names
 #   `sum` and `expand` are exactly each other's gradient.
 # - **Randomness is explicit**: `key(seed)` and `split_key(key)` make keys, and every
 #   random op takes one. Nothing global, so a JAX program can be traced and replayed.
+# - **One primitive changes no value**: `recompute_from(x)` returns x. A backward reads
+#   what its forward kept through it, so that a compiler recomputes what the backward
+#   derives from x (a sigmoid, say) where it is needed, instead of keeping the forward's
+#   copy in memory from the forward to the backward (lesson 07 uses it).
 
 # %%
 py = get_backend("python")
@@ -246,7 +251,7 @@ assert t.shape == (2, 3) and t.dtype == "float64" and t.backend.name == "python"
 assert t.data.data == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "row-major flat storage"
 assert t.data.data[1 * 3 + 2] == 6.0, "element [1, 2] sits at flat position 1*3 + 2"
 assert labels.dtype == "int32"
-assert len(PRIMITIVES) == sum(len(v) for v in groups.values()) == 33, "the grouped list covers every primitive"
+assert len(PRIMITIVES) == sum(len(v) for v in groups.values()) == 34, "the grouped list covers every primitive"
 assert sorted(p for v in groups.values() for p in v) == sorted(PRIMITIVES)
 assert py.shape(row_sums) == (2, 1) and py.to_flat(row_sums) == [6.0, 15.0], "reductions keep rank"
 assert "add" in add_error and "(2, 3)" in add_error and "(3,)" in add_error, add_error

@@ -92,7 +92,8 @@ lesson.exercise("07.1", softplus)
 #
 #     swish'(x) = s + x s (1 - s) = s (1 + x (1 - s))
 #
-# The Function keeps only x; the backward recomputes s. One more sigmoid in the backward
+# The Function keeps only x; the backward recomputes s (reading x through `recompute_from`,
+# lesson 01, so that a compiler recomputes it too). One more sigmoid in the backward
 # costs almost nothing next to a convolution, while every saved array of a B0 activation
 # (up to 112 x 112 x 96 values per image) costs memory for the whole forward pass.
 

@@ -34,6 +34,8 @@ CONV_CASES = [
     ((2, 8, 8, 4), 3, 2, ((0, 1), (0, 1)), 4, 4),
     ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 2, 2),
     ((1, 5, 6, 2), 1, 2, ((0, 0), (0, 0)), 1, 3),
+    ((2, 2, 2, 4), 5, 1, ((2, 2), (2, 2)), 4, 4),
+    ((1, 2, 3, 3), 5, 2, ((1, 2), (2, 2)), 3, 3),
 ]
 # EfficientNet-B0-like layers (TF SAME padding worked out by hand).
 B0_CASES = [
@@ -158,7 +160,7 @@ def every_primitive(b, x, w, dy, labels):
     e = b.where(b.compare(c, u, "lt"), e, g)
     s = b.add(b.sum(e, (1,)), b.expand(b.max(e, (0, 1)), (2, 1)))
     mm = b.matmul(b.permute(b.reshape(e, (3, 2)), (1, 0)), b.reshape(e, (3, 2)))
-    pd = b.slice(b.pad(mm, ((1, 0), (0, 2)), 0.5), (0, 1), (3, 4))
+    pd = b.slice(b.pad(b.recompute_from(mm), ((1, 0), (0, 2)), 0.5), (0, 1), (3, 4))
     oh = b.one_hot(labels, 4, F64)
     ai = b.astype(b.astype(c, "int32"), F64)
     y = b.conv2d(x, w, 2, ((0, 1), (0, 1)), 2)
@@ -250,6 +252,7 @@ def _parity_programs():
         "expand": lambda b: b.expand(b.sum(a(b), (1,)), (2, 5, 4)),
         "pad": lambda b: b.pad(a(b), ((0, 1), (2, 0), (1, 1)), -7.0),
         "slice": lambda b: b.slice(a(b), (1, 0, 1), (2, 2, 4)),
+        "recompute_from": lambda b: b.mul(b.recompute_from(a(b)), bb(b)),
         "matmul": lambda b: b.matmul(a(b), b.permute(bb(b), (0, 2, 1))),
     }
     for op in ("lt", "le", "gt", "ge", "eq", "ne"):

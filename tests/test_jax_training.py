@@ -13,6 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from backends import get_backend  # noqa: E402
 from tinyeffnet import Tensor, functional as F  # noqa: E402
+from tinyeffnet.engine import ops  # noqa: E402
 from tinyeffnet.training import step as steps  # noqa: E402
 from tinyeffnet.training.step import StepOptions  # noqa: E402
 from tinyeffnet.model.efficientnet import BlockSpec, MBConv, build_model  # noqa: E402
@@ -271,3 +272,51 @@ def test_cpu_step_in_two_programs_and_memory_schedule_change_no_bit():
     for name in ("two", "one_scheduled"):
         differ = sorted(k for k in reference if results[name][k] != reference[k])
         assert not differ, f"{name}: {len(differ)} arrays differ from the one-program step, e.g. {differ[:3]}"
+
+
+
+class _SwishKeepingItsSigmoid(ops.Swish):
+    """Swish whose backward reads x directly, not through recompute_from."""
+
+    def backward(self, g):
+        bk = self.backend
+        s = bk.sigmoid(self.x)
+        one = bk.full(bk.shape(s), 1.0, bk.dtype(s))
+        return (bk.mul(g, bk.mul(s, bk.add(one, bk.mul(self.x, bk.sub(one, s))))),)
+
+
+def _conv_bn_swish_conv(swish, dtype="float32"):
+    """The jitted gradient of sum(w * conv(swish(bn(conv(x))))) with a given Swish Function,
+    in `dtype` with float32 BN parameters as in the model: (function, its arguments)."""
+    conv1, bn, conv2 = Conv2d(8, 32, 1, backend=JX), BatchNorm2d(32, backend=JX).train(), Conv2d(32, 8, 1, backend=JX)
+    buffers = {n: b.data for n, b in bn.named_buffers()}  # bound too: BN must not keep a tracer
+
+    def run(w1, gamma, beta, w2, x, weights):
+        with conv1.bind({"weight": w1}), bn.bind({"gamma": gamma, "beta": beta}, buffers) as bn_leaves, \
+                conv2.bind({"weight": w2}):
+            xt = Tensor(x, JX, requires_grad=True)
+            out = conv2(swish.apply(bn(conv1(xt))))
+            (out * Tensor(weights, JX)).sum().backward()
+            return out.data, xt.grad.data, bn_leaves["gamma"].grad.data, bn_leaves["beta"].grad.data
+
+    k, f32 = jax.random.split(jax.random.key(3), 6), jnp.float32
+    args = (jax.random.normal(k[0], (1, 1, 8, 32)).astype(dtype), (1.0 + 0.1 * jax.random.normal(k[1], (32,))).astype(f32),
+            (0.1 * jax.random.normal(k[2], (32,))).astype(f32), jax.random.normal(k[3], (1, 1, 32, 8)).astype(dtype),
+            jax.random.normal(k[4], (16, 32, 32, 8)).astype(dtype), jax.random.normal(k[5], (16, 32, 32, 8)).astype(dtype))
+    return jax.jit(run), args
+
+
+def test_swish_backward_recomputes_its_sigmoid_under_xla():
+    """Swish keeps only x and recomputes the sigmoid in its backward; XLA would merge that
+    sigmoid with the forward's (CSE) and keep the forward's from the forward to the backward,
+    unless the backward reads x through recompute_from. What XLA keeps is its temp memory:
+    the library's Swish needs at least one (16, 32, 32, 32) float32 array (2 MiB) less than
+    the same Swish reading x directly, and computes the same values."""
+    temp, results = {}, {}
+    for swish in (ops.Swish, _SwishKeepingItsSigmoid):
+        fn, args = _conv_bn_swish_conv(swish)
+        compiled = fn.lower(*args).compile(compiler_options=JX.compiler_options(jax.devices()[0].platform))
+        temp[swish], results[swish] = compiled.memory_analysis().temp_size_in_bytes, compiled(*args)
+    assert temp[_SwishKeepingItsSigmoid] - temp[ops.Swish] >= 16 * 32 * 32 * 32 * 4, temp
+    for a, b in zip(results[ops.Swish], results[_SwishKeepingItsSigmoid]):
+        assert_close(jax.device_get(a).ravel().tolist(), jax.device_get(b).ravel().tolist(), 1e-6)

@@ -155,10 +155,13 @@ class Swish(Function):
 
     def backward(self, g):
         bk = self.backend
-        s = bk.sigmoid(self.x)
+        # x through recompute_from: a compiler then recomputes s here too, instead of keeping
+        # the forward's s in memory from the forward to the backward
+        x = bk.recompute_from(self.x)
+        s = bk.sigmoid(x)
         # d/dx x*s(x) = s + x*s*(1-s) = s * (1 + x*(1-s))
         one = _ones_like(bk, s)
-        return (bk.mul(g, bk.mul(s, bk.add(one, bk.mul(self.x, bk.sub(one, s))))),)
+        return (bk.mul(g, bk.mul(s, bk.add(one, bk.mul(x, bk.sub(one, s))))),)
 
 
 class Relu(Function):
