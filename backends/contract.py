@@ -350,9 +350,9 @@ class Backend:
     # ----------------------------------------------------------------- recomputation
     def recompute_from(self, x):
         """x, unchanged. A backward reads what its forward saved through this: a compiling
-        backend then computes what the backward derives from x (a sigmoid, a normalised copy)
-        where the backward needs it, instead of keeping the forward's own results of the
-        same expressions alive from the forward to the backward. Eager backends return x."""
+        backend then computes what the backward derives from x (Swish's sigmoid) where the
+        backward needs it, instead of keeping the forward's result of the same expression
+        alive from the forward to the backward. Eager backends return x."""
         return self._run("recompute_from", (tuple(self.shape(x)), self.dtype(x)), self._recompute_from, x)
 
     # ----------------------------------------------------------------- processing

@@ -20,7 +20,9 @@ libraries do well; the tests check each formulation against the plain one):
   over the k*k kernel taps of strided slices times one weight per channel, which XLA fuses
   into a few passes over memory. The input gradient gathers, for each input pixel, the
   taps that read it (by stride phase), and the weight gradient sums the batch in chunks
-  that stay in the CPU's cache (see `_add_back_taps`, `_depthwise_taps_grad_weight`);
+  that stay in the CPU's cache (see `_add_back_taps`, `_depthwise_taps_grad_weight`). On a
+  map smaller than the kernel only the taps that read some pixel of it are computed
+  (`_taps_that_read_x`);
 - dense (groups 1), and both its gradients, `dense="matmul"`: matrix products. A 1x1
   stride-1 conv is a (N*H*W, C_in) x (C_in, C_out) product as it stands; a k x k conv (the
   stem) multiplies the k*k strided windows side by side ("im2col").
@@ -332,8 +334,9 @@ class JaxBackend(Backend):
         return lax.slice(x, starts, stops)
 
     def _recompute_from(self, x):
-        # XLA merges equal expressions (CSE) and keeps a fusion's result for every later
-        # reader: without the barrier, the forward's sigmoid would be kept for the backward
+        # XLA merges equal expressions (CSE), so the backward's sigmoid of x would be the
+        # forward's, kept in memory in between. The barrier keeps the two apart; XLA:CPU
+        # removes it again before scheduling, so it orders nothing.
         return lax.optimization_barrier(x)
 
     # ----------------------------------------------------------------- processing
