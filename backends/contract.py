@@ -352,7 +352,8 @@ class Backend:
         """x, unchanged. A backward reads what its forward saved through this: a compiling
         backend then computes what the backward derives from x (Swish's sigmoid) where the
         backward needs it, instead of keeping the forward's result of the same expression
-        alive from the forward to the backward. Eager backends return x."""
+        alive from the forward to the backward. Eager backends return x, and so does the JAX
+        backend except on the CPU (where the barrier it needs costs nothing)."""
         return self._run("recompute_from", (tuple(self.shape(x)), self.dtype(x)), self._recompute_from, x)
 
     # ----------------------------------------------------------------- processing
