@@ -353,7 +353,7 @@ class Backend:
         backend then computes what the backward derives from x (Swish's sigmoid) where the
         backward needs it, instead of keeping the forward's result of the same expression
         alive from the forward to the backward. Eager backends return x, and so does the JAX
-        backend except on the CPU (where the barrier it needs costs nothing)."""
+        backend except on the CPU (backends/jax_backend.py says why)."""
         return self._run("recompute_from", (tuple(self.shape(x)), self.dtype(x)), self._recompute_from, x)
 
     # ----------------------------------------------------------------- processing
