@@ -274,7 +274,6 @@ def test_cpu_step_in_two_programs_and_memory_schedule_change_no_bit():
         assert not differ, f"{name}: {len(differ)} arrays differ from the one-program step, e.g. {differ[:3]}"
 
 
-
 class _SwishKeepingItsSigmoid(ops.Swish):
     """Swish whose backward reads x directly, not through recompute_from."""
 
@@ -285,9 +284,9 @@ class _SwishKeepingItsSigmoid(ops.Swish):
         return (bk.mul(g, bk.mul(s, bk.add(one, bk.mul(self.x, bk.sub(one, s))))),)
 
 
-def _conv_bn_swish_conv(swish, dtype="float32"):
-    """The jitted gradient of sum(w * conv(swish(bn(conv(x))))) with a given Swish Function,
-    in `dtype` with float32 BN parameters as in the model: (function, its arguments)."""
+def _conv_bn_swish_conv(swish):
+    """The jitted gradient of sum(w * conv(swish(bn(conv(x))))) in float32 with a given Swish
+    Function: (function, its arguments)."""
     conv1, bn, conv2 = Conv2d(8, 32, 1, backend=JX), BatchNorm2d(32, backend=JX).train(), Conv2d(32, 8, 1, backend=JX)
     buffers = {n: b.data for n, b in bn.named_buffers()}  # bound too: BN must not keep a tracer
 
@@ -299,10 +298,10 @@ def _conv_bn_swish_conv(swish, dtype="float32"):
             (out * Tensor(weights, JX)).sum().backward()
             return out.data, xt.grad.data, bn_leaves["gamma"].grad.data, bn_leaves["beta"].grad.data
 
-    k, f32 = jax.random.split(jax.random.key(3), 6), jnp.float32
-    args = (jax.random.normal(k[0], (1, 1, 8, 32)).astype(dtype), (1.0 + 0.1 * jax.random.normal(k[1], (32,))).astype(f32),
-            (0.1 * jax.random.normal(k[2], (32,))).astype(f32), jax.random.normal(k[3], (1, 1, 32, 8)).astype(dtype),
-            jax.random.normal(k[4], (16, 32, 32, 8)).astype(dtype), jax.random.normal(k[5], (16, 32, 32, 8)).astype(dtype))
+    k = jax.random.split(jax.random.key(3), 6)
+    shapes = ((1, 1, 8, 32), (32,), (32,), (1, 1, 32, 8), (16, 32, 32, 8), (16, 32, 32, 8))
+    w1, gamma, beta, w2, x, weights = (jax.random.normal(key, shape, jnp.float32) for key, shape in zip(k, shapes))
+    args = (w1, 1.0 + 0.1 * gamma, 0.1 * beta, w2, x, weights)
     return jax.jit(run), args
 
 
